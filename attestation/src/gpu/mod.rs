@@ -1,0 +1,7 @@
+//! NVIDIA confidential-computing GPUs: SPDM measurement reports.
+
+mod spdm;
+mod verify;
+
+pub use spdm::{GpuReport, MeasurementBlock, SIGNATURE_LEN, SpdmError, opaque_type};
+pub use verify::{GPU_NOT_CHECKED, GpuError, VerifiedGpuReport, appraise, verdict, verify_report};

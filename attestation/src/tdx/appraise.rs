@@ -1,0 +1,205 @@
+//! TDX appraisal: verification plus policy, as a [`Verdict`].
+
+use super::collateral::TdxCollateral;
+use super::quote::{Body, Quote, QuoteError, TdReport};
+use super::verify::{TcbStatus, VerifiedTdxQuote, verify_parsed};
+use crate::policy::{Policy, TdxPolicy, allowed};
+use crate::time::Timestamp;
+use crate::verdict::{Platform, ReasonCode, Verdict};
+
+/// Verifies a DCAP quote and appraises it against `policy` at `now`.
+///
+/// `expected_report_data`, when given, must equal the TD's report data (see
+/// [`crate::binding`]). Returns `Err` only when the bytes are not a DCAP
+/// quote at all; every other failure is a reason in the verdict, and all
+/// policy checks run even when verification fails, so the verdict lists
+/// every reason.
+pub fn appraise(
+    raw: &[u8],
+    collateral: &TdxCollateral,
+    policy: &Policy,
+    now: Timestamp,
+    expected_report_data: Option<&[u8; 64]>,
+) -> Result<Verdict, QuoteError> {
+    let quote = Quote::parse(raw)?;
+    let td = match &quote.body {
+        Body::Td(td) => td,
+        Body::Sgx(sgx) => {
+            let mut v = Verdict::new(Platform::Sgx, now);
+            v.measurements
+                .insert("mr_enclave".into(), hex::encode(sgx.mr_enclave));
+            v.measurements
+                .insert("mr_signer".into(), hex::encode(sgx.mr_signer));
+            v.facts
+                .insert("quote_version".into(), quote.header.version.to_string());
+            v.reject(
+                ReasonCode::WrongPlatform,
+                "an SGX enclave quote is not evidence of a TDX trust domain",
+            );
+            v.settle(None);
+            return Ok(v);
+        }
+    };
+    let mut v = Verdict::new(Platform::Tdx, now);
+    record_measurements(&mut v, td);
+    v.facts
+        .insert("quote_version".into(), quote.header.version.to_string());
+    v.facts
+        .insert("zero_padding_bytes".into(), quote.padding.to_string());
+    v.facts.insert(
+        "tcb_info_fmspc".into(),
+        collateral.fmspc().to_ascii_uppercase(),
+    );
+    v.facts.insert(
+        "tcb_info_next_update".into(),
+        collateral.tcb_info_next_update().into(),
+    );
+
+    let verified = match verify_parsed(&quote, collateral, now) {
+        Ok(verified) => Some(verified),
+        Err(e) => {
+            v.reject(e.code(), e.to_string());
+            None
+        }
+    };
+    if let Some(verified) = &verified {
+        record_tcb(&mut v, verified);
+    }
+    let rule = check_policy(&mut v, &policy.tdx, td, verified.as_ref(), now);
+    if let Some(expected) = expected_report_data
+        && &td.report_data != expected
+    {
+        v.reject(
+            ReasonCode::ReportDataMismatch,
+            format!(
+                "TD report data {} is not the expected binding {}",
+                hex::encode(td.report_data),
+                hex::encode(expected)
+            ),
+        );
+    }
+    v.settle(Some(rule));
+    Ok(v)
+}
+
+fn record_measurements(v: &mut Verdict, td: &TdReport) {
+    let m = &mut v.measurements;
+    m.insert("mrtd".into(), hex::encode(td.mr_td));
+    for (i, rtmr) in td.rtmr.iter().enumerate() {
+        m.insert(format!("rtmr{i}"), hex::encode(rtmr));
+    }
+    m.insert("mrseam".into(), hex::encode(td.mr_seam));
+    m.insert("mrsignerseam".into(), hex::encode(td.mr_signer_seam));
+    m.insert(
+        "td_attributes".into(),
+        hex::encode(td.td_attributes.0.to_le_bytes()),
+    );
+    m.insert("xfam".into(), hex::encode(td.xfam));
+    m.insert("mrconfigid".into(), hex::encode(td.mr_config_id));
+    m.insert("mrowner".into(), hex::encode(td.mr_owner));
+    m.insert("mrownerconfig".into(), hex::encode(td.mr_owner_config));
+    m.insert("tee_tcb_svn".into(), hex::encode(td.tee_tcb_svn));
+    if let Some(svn2) = td.tee_tcb_svn2 {
+        m.insert("tee_tcb_svn2".into(), hex::encode(svn2));
+    }
+    if let Some(servtd) = td.mr_service_td {
+        m.insert("mrservicetd".into(), hex::encode(servtd));
+    }
+    m.insert("report_data".into(), hex::encode(td.report_data));
+}
+
+fn record_tcb(v: &mut Verdict, verified: &VerifiedTdxQuote) {
+    v.tcb_status = Some(verified.tcb_status().to_string());
+    v.advisory_ids = verified.advisory_ids().to_vec();
+    v.facts.insert(
+        "platform_tcb_status".into(),
+        verified.platform_status().to_string(),
+    );
+    v.facts
+        .insert("qe_tcb_status".into(), verified.qe_status().to_string());
+}
+
+/// Applies the TDX policy; returns a description of the rule that accepts
+/// the quote if nothing else rejects it.
+fn check_policy(
+    v: &mut Verdict,
+    policy: &TdxPolicy,
+    td: &TdReport,
+    verified: Option<&VerifiedTdxQuote>,
+    now: Timestamp,
+) -> String {
+    let attrs = td.td_attributes;
+    if attrs.debug() && !policy.allow_debug {
+        v.reject(
+            ReasonCode::DebugEnabled,
+            "the TD has the DEBUG attribute: the host can read and change its memory",
+        );
+    }
+    let registers: [(&str, Option<&Vec<_>>, &[u8; 48]); 6] = [
+        ("mrtd", policy.mrtd.as_ref(), &td.mr_td),
+        ("rtmr0", policy.rtmr0.as_ref(), &td.rtmr[0]),
+        ("rtmr1", policy.rtmr1.as_ref(), &td.rtmr[1]),
+        ("rtmr2", policy.rtmr2.as_ref(), &td.rtmr[2]),
+        ("rtmr3", policy.rtmr3.as_ref(), &td.rtmr[3]),
+        ("mrseam", policy.mrseam.as_ref(), &td.mr_seam),
+    ];
+    let mut pinned = Vec::new();
+    for (name, list, value) in registers {
+        if list.is_some() {
+            pinned.push(name);
+        }
+        if !allowed(list, value) {
+            v.reject(
+                ReasonCode::MeasurementNotAllowed,
+                format!(
+                    "{name} {} is not in the policy's tdx.{name} allowlist",
+                    hex::encode(value)
+                ),
+            );
+        }
+    }
+    let Some(verified) = verified else {
+        return String::new();
+    };
+    let status = verified.tcb_status();
+    if !policy.accept_tcb.contains(&status) {
+        let advisories = verified.advisory_ids().join(", ");
+        v.reject(
+            ReasonCode::TcbStatusNotAccepted,
+            format!(
+                "TCB status {status} (advisories: {}) is not in tdx.accept_tcb {:?}",
+                if advisories.is_empty() {
+                    "none"
+                } else {
+                    &advisories
+                },
+                policy
+                    .accept_tcb
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+            ),
+        );
+    } else if status != TcbStatus::UpToDate
+        && let Some(grace) = policy.grace_until
+        && now > grace
+    {
+        v.reject(
+            ReasonCode::TcbGraceExpired,
+            format!("TCB status {status} was accepted only until tdx.grace_until {grace}"),
+        );
+    }
+    let mut rule = format!("tdx.accept_tcb includes {status}");
+    if status != TcbStatus::UpToDate
+        && let Some(grace) = policy.grace_until
+    {
+        rule.push_str(&format!(" until {grace}"));
+    }
+    if attrs.debug() {
+        rule.push_str("; tdx.allow_debug = true");
+    }
+    if !pinned.is_empty() {
+        rule.push_str(&format!("; allowlisted: {}", pinned.join(", ")));
+    }
+    rule
+}

@@ -1,0 +1,328 @@
+//! X.509 helpers shared by the SNP and GPU verifiers: PEM/DER parsing that
+//! keeps the bytes received, validity checks, and ECDSA P-384 signature
+//! checks over the TBS bytes exactly as received.
+
+use der::{Decode, Encode};
+use p384::ecdsa::signature::Verifier as _;
+use x509_cert::Certificate;
+
+use crate::time::Timestamp;
+
+/// OID of ecdsa-with-SHA384.
+const ECDSA_WITH_SHA384: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+
+/// Why a certificate could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// Not PEM or DER, or not an X.509 certificate.
+    #[error("not an X.509 certificate: {0}")]
+    Malformed(String),
+    /// No certificate in the input.
+    #[error("no certificate found")]
+    Empty,
+    /// The DER does not re-encode to the bytes received (non-canonical DER).
+    #[error("certificate {0:?} is not in canonical DER")]
+    NonCanonical(String),
+    /// Signed with an algorithm this verifier does not accept here.
+    #[error("certificate {subject:?} is signed with {algorithm}, expected {expected}")]
+    UnexpectedAlgorithm {
+        /// Subject of the certificate.
+        subject: String,
+        /// OID found.
+        algorithm: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// The issuer's key does not verify the signature.
+    #[error("certificate {subject:?} is not signed by {issuer:?}")]
+    BadSignature {
+        /// Subject of the signed certificate.
+        subject: String,
+        /// Subject of the supposed issuer.
+        issuer: String,
+    },
+    /// The issuer name does not match the issuer certificate's subject.
+    #[error(
+        "certificate {subject:?} names issuer {named:?}, but the next certificate is {actual:?}"
+    )]
+    IssuerMismatch {
+        /// Subject of the certificate.
+        subject: String,
+        /// Issuer it names.
+        named: String,
+        /// Subject of the next certificate in the chain.
+        actual: String,
+    },
+    /// Outside its validity period.
+    #[error("certificate {subject:?} is valid {not_before} .. {not_after}, not at {at}")]
+    NotValidAt {
+        /// Subject.
+        subject: String,
+        /// Start of validity.
+        not_before: Timestamp,
+        /// End of validity.
+        not_after: Timestamp,
+        /// Verification time.
+        at: Timestamp,
+    },
+}
+
+/// A certificate with the DER bytes it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cert {
+    der: Vec<u8>,
+    parsed: Certificate,
+}
+
+impl Cert {
+    pub(crate) fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let parsed = Certificate::from_der(der).map_err(|e| CertError::Malformed(e.to_string()))?;
+        Ok(Self {
+            der: der.to_vec(),
+            parsed,
+        })
+    }
+
+    /// Reads one certificate given as PEM or DER.
+    pub(crate) fn from_pem_or_der(bytes: &[u8]) -> Result<Self, CertError> {
+        if looks_like_pem(bytes) {
+            let mut chain = parse_pem_chain(bytes)?;
+            if chain.len() != 1 {
+                return Err(CertError::Malformed(format!(
+                    "expected one certificate, found {}",
+                    chain.len()
+                )));
+            }
+            chain.pop().ok_or(CertError::Empty)
+        } else {
+            Self::from_der(bytes)
+        }
+    }
+
+    pub(crate) fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    pub(crate) fn subject(&self) -> String {
+        self.parsed.tbs_certificate.subject.to_string()
+    }
+
+    pub(crate) fn issuer(&self) -> String {
+        self.parsed.tbs_certificate.issuer.to_string()
+    }
+
+    /// The subject's common name, if any.
+    pub(crate) fn subject_cn(&self) -> Option<String> {
+        common_name(&self.parsed.tbs_certificate.subject)
+    }
+
+    /// The raw TBS bytes as received: the first element of the outer
+    /// SEQUENCE, header included.
+    pub(crate) fn raw_tbs(&self) -> Result<&[u8], CertError> {
+        let outer = der_content(&self.der).ok_or_else(|| self.malformed("outer SEQUENCE"))?;
+        let (header, len) = der_header(outer).ok_or_else(|| self.malformed("TBS header"))?;
+        outer
+            .get(..header + len)
+            .ok_or_else(|| self.malformed("TBS length"))
+    }
+
+    /// Fails unless the parsed TBS re-encodes to exactly the bytes received,
+    /// so a verifier that re-encodes checks the bytes we hold.
+    pub(crate) fn require_canonical(&self) -> Result<(), CertError> {
+        let reencoded = self
+            .parsed
+            .tbs_certificate
+            .to_der()
+            .map_err(|e| CertError::Malformed(e.to_string()))?;
+        if reencoded.as_slice() == self.raw_tbs()? {
+            Ok(())
+        } else {
+            Err(CertError::NonCanonical(self.subject()))
+        }
+    }
+
+    pub(crate) fn not_before(&self) -> Timestamp {
+        Timestamp::from_x509(self.parsed.tbs_certificate.validity.not_before)
+    }
+
+    pub(crate) fn not_after(&self) -> Timestamp {
+        Timestamp::from_x509(self.parsed.tbs_certificate.validity.not_after)
+    }
+
+    pub(crate) fn check_valid_at(&self, at: Timestamp) -> Result<(), CertError> {
+        let (not_before, not_after) = (self.not_before(), self.not_after());
+        if at < not_before || at > not_after {
+            return Err(CertError::NotValidAt {
+                subject: self.subject(),
+                not_before,
+                not_after,
+                at,
+            });
+        }
+        Ok(())
+    }
+
+    /// The raw subject public key bytes (SEC1 point for EC keys).
+    pub(crate) fn public_key_bytes(&self) -> &[u8] {
+        self.parsed
+            .tbs_certificate
+            .subject_public_key_info
+            .subject_public_key
+            .raw_bytes()
+    }
+
+    /// The value of an extension, if present.
+    pub(crate) fn extension(&self, oid: &der::asn1::ObjectIdentifier) -> Option<&[u8]> {
+        self.parsed
+            .tbs_certificate
+            .extensions
+            .as_ref()?
+            .iter()
+            .find(|ext| &ext.extn_id == oid)
+            .map(|ext| ext.extn_value.as_bytes())
+    }
+
+    /// Checks that `issuer` signed this certificate with ECDSA P-384/SHA-384
+    /// over the TBS bytes as received, and that the names chain.
+    pub(crate) fn verify_p384_signed_by(&self, issuer: &Cert) -> Result<(), CertError> {
+        self.check_issuer_name(issuer)?;
+        let algorithm = &self.parsed.signature_algorithm.oid;
+        if algorithm != &ECDSA_WITH_SHA384 {
+            return Err(CertError::UnexpectedAlgorithm {
+                subject: self.subject(),
+                algorithm: algorithm.to_string(),
+                expected: "ecdsa-with-SHA384",
+            });
+        }
+        let bad = || CertError::BadSignature {
+            subject: self.subject(),
+            issuer: issuer.subject(),
+        };
+        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(issuer.public_key_bytes())
+            .map_err(|_| bad())?;
+        let signature = self
+            .parsed
+            .signature
+            .as_bytes()
+            .ok_or_else(bad)
+            .and_then(|der| p384::ecdsa::DerSignature::from_bytes(der).map_err(|_| bad()))?;
+        key.verify(self.raw_tbs()?, &signature).map_err(|_| bad())
+    }
+
+    pub(crate) fn check_issuer_name(&self, issuer: &Cert) -> Result<(), CertError> {
+        if self.parsed.tbs_certificate.issuer != issuer.parsed.tbs_certificate.subject {
+            return Err(CertError::IssuerMismatch {
+                subject: self.subject(),
+                named: self.issuer(),
+                actual: issuer.subject(),
+            });
+        }
+        Ok(())
+    }
+
+    fn malformed(&self, what: &str) -> CertError {
+        CertError::Malformed(format!("{what} of {:?}", self.subject()))
+    }
+}
+
+fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+    const CN: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
+    name.0.iter().flat_map(|rdn| rdn.0.iter()).find_map(|atv| {
+        (atv.oid == CN).then(|| {
+            atv.value
+                .decode_as::<String>()
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<der::asn1::PrintableStringRef<'_>>()
+                        .map(|s| s.to_string())
+                })
+                .unwrap_or_else(|_| String::from_utf8_lossy(atv.value.value()).into_owned())
+        })
+    })
+}
+
+pub(crate) fn looks_like_pem(bytes: &[u8]) -> bool {
+    bytes
+        .windows(b"-----BEGIN".len())
+        .any(|w| w == b"-----BEGIN")
+}
+
+/// Parses every `CERTIFICATE` block of a PEM text, in order.
+pub(crate) fn parse_pem_chain(bytes: &[u8]) -> Result<Vec<Cert>, CertError> {
+    let blocks = pem::parse_many(bytes).map_err(|e| CertError::Malformed(e.to_string()))?;
+    let certs = blocks
+        .iter()
+        .filter(|block| block.tag() == "CERTIFICATE")
+        .map(|block| Cert::from_der(block.contents()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if certs.is_empty() {
+        return Err(CertError::Empty);
+    }
+    Ok(certs)
+}
+
+/// Length of a DER header and of its content.
+fn der_header(bytes: &[u8]) -> Option<(usize, usize)> {
+    let first_len = *bytes.get(1)?;
+    if first_len < 0x80 {
+        return Some((2, usize::from(first_len)));
+    }
+    let n = usize::from(first_len & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let len = bytes
+        .get(2..2 + n)?
+        .iter()
+        .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    Some((2 + n, len))
+}
+
+/// The content of the DER element at the start of `bytes`.
+fn der_content(bytes: &[u8]) -> Option<&[u8]> {
+    let (header, len) = der_header(bytes)?;
+    bytes.get(header..header.checked_add(len)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_lengths_short_and_long_form() {
+        assert_eq!(der_header(&[0x30, 0x05]), Some((2, 5)));
+        assert_eq!(der_header(&[0x30, 0x82, 0x01, 0x00]), Some((4, 256)));
+        assert_eq!(der_header(&[0x30, 0x80]), None);
+        assert_eq!(der_header(&[0x30]), None);
+        assert_eq!(der_content(&[0x30, 0x03, 1, 2]), None);
+    }
+
+    #[test]
+    fn raw_tbs_is_the_signed_part_and_round_trips() {
+        let pem = crate::roots::NVIDIA_DEVICE_IDENTITY_CA_PEM;
+        let root = Cert::from_pem_or_der(pem).unwrap();
+        root.require_canonical().unwrap();
+        let tbs = root.raw_tbs().unwrap();
+        assert_eq!(tbs[0], 0x30);
+        // Self-signed with ECDSA P-384.
+        root.verify_p384_signed_by(&root).unwrap();
+        assert_eq!(
+            root.subject_cn().as_deref(),
+            Some("NVIDIA Device Identity CA")
+        );
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        assert!(matches!(
+            Cert::from_pem_or_der(b"nope"),
+            Err(CertError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_pem_chain(b"-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n"),
+            Err(CertError::Empty)
+        ));
+    }
+}

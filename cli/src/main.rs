@@ -1,0 +1,41 @@
+//! `cloister`: the one front door to Cloister.
+//!
+//! Today it verifies attestation evidence offline (`cloister verify`); the
+//! router, enclave, proxy, audit and dev subcommands join it as they land.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod input;
+mod render;
+mod verify;
+
+/// Cloister: confidential LLM inference on attested TDX / SEV-SNP nodes.
+#[derive(Debug, Parser)]
+#[command(name = "cloister", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verify attestation evidence offline: TDX quotes, SEV-SNP reports,
+    /// NVIDIA GPU reports and Cloister evidence bundles.
+    ///
+    /// Exit status: 0 genuine and accepted by the policy; 1 rejected (every
+    /// reason is listed); 2 unusable input (missing file, not evidence, bad
+    /// policy, ...).
+    #[command(subcommand)]
+    Verify(verify::VerifyCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Verify(command) => verify::run(command),
+    }
+}
