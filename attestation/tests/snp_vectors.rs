@@ -1,33 +1,209 @@
+//! Every recorded SEV-SNP report verifies as its expected.json states, at its
+//! verify_at time, under the default policy and one that allows debug guests.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
-use cloister_attestation::Policy;
-use cloister_attestation::snp::{self, SnpCertChain};
+use cloister_attestation::snp::{self, Product, SigningKey, SnpCertChain, verify_report};
+use cloister_attestation::{Platform, Policy, ReasonCode, Timestamp, Verdict};
 use common::{expected, read, testdata, vectors, verify_at};
 
+/// The first of `stems` that exists in the vector, as PEM or DER.
+pub fn cert(name: &str, stems: &[&str]) -> Option<Vec<u8>> {
+    let dir = testdata().join("snp").join(name);
+    stems.iter().find_map(|stem| {
+        ["pem", "der"]
+            .iter()
+            .find_map(|ext| std::fs::read(dir.join(format!("{stem}.{ext}"))).ok())
+    })
+}
+
+fn chain(name: &str) -> SnpCertChain {
+    SnpCertChain::parse(
+        cert(name, &["ark"]).as_deref(),
+        &cert(name, &["ask", "asvk"]).unwrap(),
+        &cert(name, &["vcek", "vlek"]).unwrap(),
+    )
+    .unwrap()
+}
+
+fn appraise(name: &str, policy: &Policy, at: Timestamp) -> Verdict {
+    snp::appraise(
+        &read("snp", name, "report.bin"),
+        &chain(name),
+        policy,
+        at,
+        None,
+    )
+    .unwrap()
+}
+
 #[test]
-fn print_all() {
+fn every_snp_vector_verifies_and_the_default_policy_refuses_only_debug_guests() {
+    let allow_debug = Policy::from_toml("[sev_snp]\nallow_debug = true\n").unwrap();
     for name in vectors("snp") {
         let exp = expected("snp", &name);
-        let dir = testdata().join("snp").join(&name);
-        let f = |stem: &str| {
-            ["pem", "der"]
-                .iter()
-                .find_map(|ext| std::fs::read(dir.join(format!("{stem}.{ext}"))).ok())
-        };
-        let ask = f("ask").or_else(|| f("asvk")).unwrap();
-        let vek = f("vcek").or_else(|| f("vlek")).unwrap();
-        let chain = SnpCertChain::parse(f("ark").as_deref(), &ask, &vek).unwrap();
-        let v = snp::appraise(
+        let at = verify_at(&exp);
+        assert_eq!(exp["expected"]["report_signature_valid"], true);
+        let lax = appraise(&name, &allow_debug, at);
+        assert!(lax.accepted, "{name}: {:?}", lax.reasons);
+        assert_eq!(lax.platform, Platform::SevSnp);
+
+        let strict = appraise(&name, &Policy::strict(), at);
+        let debug = exp["policy"]["debug_allowed"].as_bool().unwrap();
+        assert_eq!(strict.accepted, !debug, "{name}: {:?}", strict.reasons);
+        if debug {
+            assert_eq!(strict.reason_codes(), vec![ReasonCode::DebugEnabled]);
+        }
+    }
+}
+
+#[test]
+fn verified_fields_match_expected_json() {
+    for name in vectors("snp") {
+        let exp = expected("snp", &name);
+        let report = &exp["report"];
+        let verified = verify_report(
             &read("snp", &name, "report.bin"),
-            &chain,
-            &Policy::strict(),
+            &chain(&name),
             verify_at(&exp),
-            None,
         )
         .unwrap();
-        println!(
-            "{name}: accepted={} {:?} {:?}",
-            v.accepted, v.reasons, v.facts
+        assert_eq!(
+            verified.product().name(),
+            exp["product"].as_str().unwrap(),
+            "{name}"
         );
+        assert_eq!(
+            u64::from(verified.version()),
+            report["version"].as_u64().unwrap()
+        );
+        assert_eq!(u64::from(verified.vmpl()), report["vmpl"].as_u64().unwrap());
+        assert_eq!(
+            hex::encode(verified.measurement()),
+            report["measurement"].as_str().unwrap()
+        );
+        assert_eq!(
+            hex::encode(verified.report_data()),
+            report["report_data"].as_str().unwrap()
+        );
+        assert_eq!(
+            hex::encode(verified.host_data()),
+            report["host_data"].as_str().unwrap()
+        );
+        assert_eq!(
+            hex::encode(verified.chip_id()),
+            report["chip_id"].as_str().unwrap()
+        );
+        let policy_raw = exp["policy"]["raw"].as_str().unwrap();
+        assert_eq!(format!("{:#x}", verified.guest_policy()), policy_raw);
+        let key = match exp["signing_key"].as_str().unwrap() {
+            "VCEK" => SigningKey::Vcek,
+            "VLEK" => SigningKey::Vlek,
+            other => panic!("{other}"),
+        };
+        assert_eq!(verified.signing_key(), key, "{name}");
+        let tcb = verified.reported_tcb();
+        let want = &report["reported_tcb"];
+        assert_eq!(
+            u64::from(tcb.bootloader),
+            want["bootloader"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(u64::from(tcb.tee), want["tee"].as_u64().unwrap(), "{name}");
+        assert_eq!(u64::from(tcb.snp), want["snp"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            u64::from(tcb.microcode),
+            want["microcode"].as_u64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(tcb.fmc.map(u64::from), want["fmc"].as_u64(), "{name}");
     }
+}
+
+#[test]
+fn turin_uses_its_own_tcb_layout_and_eight_byte_hwid() {
+    let name = "turin-v5-oak";
+    let exp = expected("snp", name);
+    let verified = verify_report(
+        &read("snp", name, "report.bin"),
+        &chain(name),
+        verify_at(&exp),
+    )
+    .unwrap();
+    assert_eq!(verified.product(), Product::Turin);
+    assert_eq!(verified.reported_tcb().fmc, Some(0));
+    assert_eq!(verified.reported_tcb().microcode, 71);
+    // Read with the Milan/Genoa layout the same bytes give other values.
+    let raw = u64::from_le_bytes(
+        hex::decode(exp["reported_tcb_raw_le_hex"].as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let wrong = snp::Tcb::from_raw(raw, Product::Genoa);
+    assert_ne!(wrong, verified.reported_tcb());
+}
+
+#[test]
+fn the_vlek_chain_goes_through_the_asvk_and_names_the_cloud() {
+    let name = "milan-v3-vlek-aws-trustee";
+    let exp = expected("snp", name);
+    let v = appraise(name, &Policy::strict(), verify_at(&exp));
+    assert!(v.accepted, "{:?}", v.reasons);
+    assert_eq!(v.facts["signing_key"], "VLEK");
+    assert_eq!(v.facts["vlek_csp_id"], "CN=cc-us-east-2.amazonaws.com");
+    // The VLEK certificate is valid 2024-12-10 .. 2025-12-10.
+    let late = appraise(
+        name,
+        &Policy::strict(),
+        Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap(),
+    );
+    assert_eq!(late.reason_codes(), vec![ReasonCode::CertificateExpired]);
+    // VMPL 1: refused by a policy that wants VMPL 0 reports.
+    let vmpl0 = Policy::from_toml("[sev_snp]\nmax_vmpl = 0\n").unwrap();
+    let v = appraise(name, &vmpl0, verify_at(&exp));
+    assert_eq!(v.reason_codes(), vec![ReasonCode::VmplNotAllowed]);
+}
+
+#[test]
+fn policy_measurement_allowlist_and_min_tcb() {
+    let name = "genoa-v5-oak";
+    let exp = expected("snp", name);
+    let at = verify_at(&exp);
+    let measurement = exp["report"]["measurement"].as_str().unwrap();
+    let ok = Policy::from_toml(&format!(
+        "[sev_snp]\nmeasurement = [\"{measurement}\"]\nmin_tcb = {{ bootloader = 1, snp = 1 }}\n"
+    ))
+    .unwrap();
+    let v = appraise(name, &ok, at);
+    assert!(v.accepted, "{:?}", v.reasons);
+    assert!(v.policy_rule.unwrap().contains("measurement allowlisted"));
+
+    let other = Policy::from_toml(&format!(
+        "[sev_snp]\nmeasurement = [\"{}\"]\n",
+        "00".repeat(48)
+    ))
+    .unwrap();
+    assert_eq!(
+        appraise(name, &other, at).reason_codes(),
+        vec![ReasonCode::MeasurementNotAllowed]
+    );
+
+    let high = Policy::from_toml("[sev_snp]\nmin_tcb = { microcode = 255 }\n").unwrap();
+    assert_eq!(
+        appraise(name, &high, at).reason_codes(),
+        vec![ReasonCode::TcbBelowMinimum]
+    );
+
+    let no_smt = Policy::from_toml("[sev_snp]\nallow_smt = false\n").unwrap();
+    assert_eq!(
+        appraise(name, &no_smt, at).reason_codes(),
+        vec![ReasonCode::SmtNotAllowed]
+    );
 }

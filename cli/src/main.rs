@@ -29,9 +29,17 @@ enum Command {
     /// Exit status: 0 genuine and accepted by the policy; 1 rejected (every
     /// reason is listed); 2 unusable input (missing file, not evidence, bad
     /// policy, ...).
-    #[command(subcommand)]
+    #[command(subcommand, after_help = VERIFY_EXAMPLES)]
     Verify(verify::VerifyCommand),
 }
+
+const VERIFY_EXAMPLES: &str = "Examples:
+  cloister verify tdx quote.bin --collateral collateral.json
+  cloister verify snp report.bin --vcek vcek.der --ask ask.pem --at 2026-01-01T00:00:00Z
+  cloister verify gpu report.bin --chain chain.pem --nonce <64 hex>
+  cloister verify bundle bundle.json --nonce <64 hex you sent> --policy policy.toml --json
+
+The policy format is documented in attestation/src/policy.rs and README.md.";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

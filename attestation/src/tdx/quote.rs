@@ -343,6 +343,22 @@ impl<'a> Quote<'a> {
         }
     }
 
+    /// The PCK certificate chain (type 5 certification data) as DER
+    /// certificates, leaf first.
+    ///
+    /// Strict: only `CERTIFICATE` PEM blocks separated by line breaks or
+    /// spaces, then optional NUL terminators (real quotes end with `\n\0`);
+    /// any other byte is an error, so no byte of the chain goes unchecked.
+    pub fn pck_chain(&self) -> Result<Vec<Vec<u8>>, String> {
+        if self.signature.certification_data_type != CERT_TYPE_PCK_CHAIN {
+            return Err(format!(
+                "certification data type {} is not a PCK chain (type {CERT_TYPE_PCK_CHAIN})",
+                self.signature.certification_data_type
+            ));
+        }
+        split_pem_chain(self.signature.certification_data)
+    }
+
     /// The report data of either body kind.
     pub fn report_data(&self) -> &[u8; 64] {
         match &self.body {
@@ -350,6 +366,42 @@ impl<'a> Quote<'a> {
             Body::Sgx(sgx) => &sgx.report_data,
         }
     }
+}
+
+const PEM_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const PEM_END: &[u8] = b"-----END CERTIFICATE-----";
+
+fn split_pem_chain(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
+    use base64::Engine as _;
+    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    let mut rest = data.get(..end).unwrap_or_default();
+    let mut certs = Vec::new();
+    loop {
+        let skip = rest.iter().take_while(|b| is_space(b)).count();
+        rest = rest.get(skip..).unwrap_or_default();
+        if rest.is_empty() {
+            break;
+        }
+        let body = rest
+            .strip_prefix(PEM_BEGIN)
+            .ok_or("PCK chain has bytes outside its PEM certificate blocks")?;
+        let close = body
+            .windows(PEM_END.len())
+            .position(|w| w == PEM_END)
+            .ok_or("PCK chain has an unterminated PEM block")?;
+        let (encoded, after) = body.split_at(close);
+        let compact: Vec<u8> = encoded.iter().copied().filter(|b| !is_space(b)).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(&compact)
+            .map_err(|e| format!("PCK chain certificate {} is not base64: {e}", certs.len()))?;
+        certs.push(der);
+        rest = after.get(PEM_END.len()..).unwrap_or_default();
+    }
+    if certs.is_empty() {
+        return Err("PCK chain is empty".into());
+    }
+    Ok(certs)
 }
 
 fn parse_header(r: &mut Reader<'_>) -> Result<Header, QuoteError> {
@@ -501,4 +553,33 @@ fn parse_signature_data<'a>(
         certification_data: r.bytes(&certification_data),
     };
     Ok((signature, qe_report, qe_auth_data, certification_data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CERT: &str = "-----BEGIN CERTIFICATE-----\nAAEC\nAwQ=\n-----END CERTIFICATE-----";
+
+    #[test]
+    fn pem_chain_allows_line_breaks_and_a_nul_terminator() {
+        let text = format!("{CERT}\n{CERT}\r\n\0");
+        let chain = split_pem_chain(text.as_bytes()).unwrap();
+        assert_eq!(chain, vec![vec![0, 1, 2, 3, 4]; 2]);
+    }
+
+    #[test]
+    fn pem_chain_refuses_anything_else() {
+        for bad in [
+            format!("x{CERT}"),
+            format!("{CERT}\x0b"),
+            format!("{CERT}junk"),
+            format!("{CERT}\0{CERT}"),
+            CERT.replace("AwQ=", "Aw!="),
+            CERT.replace("-----END", "----END"),
+            String::new(),
+        ] {
+            assert!(split_pem_chain(bad.as_bytes()).is_err(), "{bad:?}");
+        }
+    }
 }

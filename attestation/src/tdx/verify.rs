@@ -133,6 +133,10 @@ pub enum TdxError {
     /// Collateral that cannot be parsed.
     #[error("collateral is malformed: {0}")]
     CollateralMalformed(String),
+    /// The PCK chain in the quote carries a root that is not the pinned
+    /// Intel SGX Root CA.
+    #[error("the PCK chain in the quote ends in a root that is not the Intel SGX Root CA")]
+    UntrustedRoot,
     /// A certificate chain (PCK, TCB signing) does not verify to the Intel root.
     #[error("certificate chain does not verify to the Intel SGX Root CA: {0}")]
     CertificateChain(String),
@@ -184,6 +188,7 @@ impl TdxError {
             Self::CollateralSignatureInvalid(_) => ReasonCode::CollateralSignatureInvalid,
             Self::CollateralMismatch(_) => ReasonCode::CollateralMismatch,
             Self::CollateralMalformed(_) => ReasonCode::CollateralMalformed,
+            Self::UntrustedRoot => ReasonCode::UntrustedRoot,
             Self::CertificateChain(_) => ReasonCode::CertificateChainInvalid,
             Self::CertificateExpired { .. } => ReasonCode::CertificateExpired,
             Self::CertificateRevoked(_) => ReasonCode::CertificateRevoked,
@@ -288,6 +293,7 @@ pub fn verify_parsed(
             version: quote.header.version,
         });
     };
+    check_embedded_chain(quote)?;
     let verifier = dcap_qvl::verify::QuoteVerifier::new(roots::INTEL_SGX_ROOT_CA_DER.to_vec())
         .allow_debug(true);
     let report = verifier
@@ -304,6 +310,21 @@ pub fn verify_parsed(
         fmspc: collateral.fmspc().to_ascii_uppercase(),
         verified_at: now,
     })
+}
+
+/// Real quotes carry the PCK leaf, the PCK CA and a copy of the root. The
+/// chain must be strict PEM (see [`Quote::pck_chain`]); the verifier
+/// anchors in its pinned root, never the copy, but a copy that differs from
+/// the pinned root is refused, so a quote naming any root but Intel's never
+/// verifies.
+fn check_embedded_chain(quote: &Quote<'_>) -> Result<(), TdxError> {
+    let chain = quote.pck_chain().map_err(TdxError::CertificateChain)?;
+    match chain.as_slice() {
+        [_, _, .., root] if root.as_slice() != roots::INTEL_SGX_ROOT_CA_DER => {
+            Err(TdxError::UntrustedRoot)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Maps a `dcap-qvl` error (an `anyhow` chain of strings; `{:#}` prints the
@@ -352,6 +373,16 @@ fn classify(err: &impl fmt::Display, now: Timestamp) -> TdxError {
         | "SGX quote with non-SGX TCB info in the collateral" => {
             TdxError::CollateralMismatch(chain)
         }
+        _ if outer.starts_with("Unsupported QE Identity id/version") => {
+            TdxError::CollateralMismatch(chain)
+        }
+        _ if outer.starts_with("Failed to extract PCK certificates")
+            || outer.starts_with("Failed to parse PCK certificate")
+            || outer.starts_with("Certificate chain is too short in quote")
+            || outer.starts_with("Unsupported DCAP PCK cert format") =>
+        {
+            TdxError::CertificateChain(chain)
+        }
         "Reserved bits in TD attributes are set"
         | "TD migration is enabled"
         | "SERVTD_EXT is enabled"
@@ -361,8 +392,7 @@ fn classify(err: &impl fmt::Display, now: Timestamp) -> TdxError {
             || outer.starts_with("QE ISVPRODID mismatch")
             || outer.starts_with("QE MISCSELECT mismatch")
             || outer.starts_with("QE ATTRIBUTES mismatch")
-            || outer.starts_with("QE report validation failed")
-            || outer.starts_with("Unsupported QE Identity id/version") =>
+            || outer.starts_with("QE report validation failed") =>
         {
             TdxError::QeIdentityMismatch(chain)
         }

@@ -1,0 +1,364 @@
+//! `cloister verify` as an auditor runs it: exit status 0 accepted, 1
+//! rejected, 2 unusable input; `--json` carries the verdict fields.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use cloister_attestation::bundle::{Base64Bytes, BundleCerts, EvidenceBundle};
+use cloister_attestation::{Platform, simulated};
+
+fn data(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../attestation/testdata")
+        .join(path)
+}
+
+fn cloister(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cloister"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn arg(path: PathBuf) -> String {
+    path.to_str().unwrap().to_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn tdx(name: &str, extra: &[&str]) -> Output {
+    let quote = arg(data(&format!("tdx/{name}/quote.bin")));
+    let coll = arg(data(&format!("tdx/{name}/collateral.json")));
+    let mut args = vec!["verify", "tdx", &quote, "--collateral", &coll];
+    args.extend_from_slice(extra);
+    cloister(&args)
+}
+
+#[test]
+fn tdx_exit_status_follows_the_verdict() {
+    let ok = tdx(
+        "v4-uptodate-b0c06f-dcapqvl",
+        &["--at", "2025-07-01T00:00:00Z"],
+    );
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let table = String::from_utf8(ok.stdout).unwrap();
+    assert!(table.starts_with("ACCEPTED: tdx evidence"), "{table}");
+    assert!(table.contains("UpToDate") && table.contains("mrtd"));
+
+    let old = tdx(
+        "v4-outofdate-00806f-automata",
+        &["--at", "2025-03-01T00:00:00Z", "--json"],
+    );
+    assert_eq!(old.status.code(), Some(1));
+    let v = json(&old);
+    assert_eq!(v["accepted"], false);
+    assert_eq!(v["platform"], "tdx");
+    assert_eq!(v["tcb_status"], "OutOfDate");
+    assert_eq!(v["advisory_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(v["reasons"][0]["code"], "tcb_status_not_accepted");
+    assert!(
+        v["reasons"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OutOfDate")
+    );
+    assert_eq!(v["measurements"]["mrtd"].as_str().unwrap().len(), 96);
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[tdx]\naccept_tcb = [\"UpToDate\", \"OutOfDate\"]\n",
+    )
+    .unwrap();
+    let accepted = tdx(
+        "v4-outofdate-00806f-automata",
+        &[
+            "--at",
+            "2025-03-01T00:00:00Z",
+            "--policy",
+            policy.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(accepted.status.code(), Some(0));
+
+    let late = tdx(
+        "v4-uptodate-b0c06f-dcapqvl",
+        &["--at", "2030-01-01T00:00:00Z", "--json"],
+    );
+    assert_eq!(late.status.code(), Some(1));
+    assert_eq!(json(&late)["reasons"][0]["code"], "collateral_expired");
+}
+
+#[test]
+fn the_sgx_quote_is_rejected_as_tdx_evidence() {
+    let quote = arg(data("sgx/v3-sgx-config-and-sw-hardening-dcapqvl/quote.bin"));
+    let coll = arg(data(
+        "sgx/v3-sgx-config-and-sw-hardening-dcapqvl/collateral.json",
+    ));
+    let out = cloister(&[
+        "verify",
+        "tdx",
+        &quote,
+        "--collateral",
+        &coll,
+        "--at",
+        "2025-07-01T00:00:00Z",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["platform"], "sgx");
+    assert_eq!(v["reasons"][0]["code"], "wrong_platform");
+}
+
+#[test]
+fn unusable_input_exits_2_with_a_message_naming_the_problem() {
+    let missing = tdx("does-not-exist", &[]);
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8(missing.stderr).unwrap();
+    assert!(
+        err.contains("cannot read quote") && err.contains("does-not-exist"),
+        "{err}"
+    );
+
+    // Collateral given as the quote.
+    let coll = arg(data("tdx/v4-uptodate-b0c06f-dcapqvl/collateral.json"));
+    let out = cloister(&["verify", "tdx", &coll, "--collateral", &coll, "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["error"]["code"], "unusable_input");
+    assert!(
+        v["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a DCAP quote")
+    );
+
+    let bad_time = tdx("v4-uptodate-b0c06f-dcapqvl", &["--at", "last week"]);
+    assert_eq!(bad_time.status.code(), Some(2));
+    assert!(
+        String::from_utf8(bad_time.stderr)
+            .unwrap()
+            .contains("RFC 3339")
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("typo.toml");
+    std::fs::write(&policy, "[tdx]\nalow_debug = true\n").unwrap();
+    let typo = tdx(
+        "v4-uptodate-b0c06f-dcapqvl",
+        &["--policy", policy.to_str().unwrap()],
+    );
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(
+        String::from_utf8(typo.stderr)
+            .unwrap()
+            .contains("alow_debug")
+    );
+
+    let bad_hex = tdx("v4-uptodate-b0c06f-dcapqvl", &["--report-data", "xyz"]);
+    assert_eq!(bad_hex.status.code(), Some(2));
+}
+
+#[test]
+fn snp_with_vcek_and_with_vlek() {
+    let dir = "snp/genoa-v5-oak";
+    let out = cloister(&[
+        "verify",
+        "snp",
+        &arg(data(&format!("{dir}/report.bin"))),
+        "--vcek",
+        &arg(data(&format!("{dir}/vcek.der"))),
+        "--ask",
+        &arg(data(&format!("{dir}/ask.pem"))),
+        "--ark",
+        &arg(data(&format!("{dir}/ark.pem"))),
+        "--at",
+        "2026-01-01T00:00:00Z",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["platform"], "sev-snp");
+    assert_eq!(v["facts"]["product"], "Genoa");
+
+    let dir = "snp/milan-v3-vlek-aws-trustee";
+    let out = cloister(&[
+        "verify",
+        "snp",
+        &arg(data(&format!("{dir}/report.bin"))),
+        "--vlek",
+        &arg(data(&format!("{dir}/vlek.der"))),
+        "--asvk",
+        &arg(data(&format!("{dir}/asvk.pem"))),
+        "--at",
+        "2025-06-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let dir = "snp/milan-v2-debug-policy-gosevguest";
+    let out = cloister(&[
+        "verify",
+        "snp",
+        &arg(data(&format!("{dir}/report.bin"))),
+        "--vcek",
+        &arg(data(&format!("{dir}/vcek.der"))),
+        "--ask",
+        &arg(data(&format!("{dir}/ask.pem"))),
+        "--at",
+        "2025-01-01T00:00:00Z",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json(&out)["reasons"][0]["code"], "debug_enabled");
+
+    // --vcek or --vlek is required.
+    let out = cloister(&[
+        "verify",
+        "snp",
+        &arg(data(&format!("{dir}/report.bin"))),
+        "--ask",
+        "x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn gpu_with_and_without_the_right_nonce() {
+    let dir = "gpu/h100-nvtrust-sample";
+    let report = arg(data(&format!("{dir}/attestation_report.bin")));
+    let chain = arg(data(&format!("{dir}/cert_chain.pem")));
+    let nonce = "931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb";
+    let ok = cloister(&[
+        "verify", "gpu", &report, "--chain", &chain, "--nonce", nonce,
+    ]);
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stdout)
+    );
+    let table = String::from_utf8(ok.stdout).unwrap();
+    assert!(
+        table.contains("not checked") && table.contains("RIM"),
+        "{table}"
+    );
+
+    let wrong = cloister(&[
+        "verify",
+        "gpu",
+        &report,
+        "--chain",
+        &chain,
+        "--nonce",
+        &"00".repeat(32),
+        "--json",
+    ]);
+    assert_eq!(wrong.status.code(), Some(1));
+    assert_eq!(json(&wrong)["reasons"][0]["code"], "nonce_mismatch");
+}
+
+#[test]
+fn bundles_need_a_policy_that_allows_simulated_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = p256::ecdsa::SigningKey::from_slice(&[3u8; 32]).unwrap();
+    let mut bundle = EvidenceBundle {
+        version: 1,
+        platform: Platform::Simulated,
+        evidence: Base64Bytes(Vec::new()),
+        certs: BundleCerts::default(),
+        gpu: Vec::new(),
+        identity: serde_json::json!({
+            "hpke_key_config": "AA==", "signer": "0x0000000000000000000000000000000000000001",
+            "model": {"id": "m", "weights_sha256": "00"}, "app": {"version": "0", "git": "0"}
+        }),
+        nonce: "42".repeat(32),
+    };
+    let rd = bundle.expected_report_data().unwrap();
+    bundle.evidence = Base64Bytes(simulated::encode(&[0; 48], &rd, &key));
+    let path = dir.path().join("bundle.json");
+    std::fs::write(&path, bundle.to_json()).unwrap();
+    let policy = dir.path().join("dev.toml");
+    std::fs::write(&policy, "[simulated]\nallow = true\n").unwrap();
+    let path = path.to_str().unwrap();
+
+    let strict = cloister(&["verify", "bundle", path, "--json"]);
+    assert_eq!(strict.status.code(), Some(1));
+    let v = json(&strict);
+    assert_eq!(v["simulated"], true);
+    assert_eq!(v["reasons"][0]["code"], "simulated_not_allowed");
+
+    let dev = cloister(&[
+        "verify",
+        "bundle",
+        path,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--nonce",
+        &"42".repeat(32),
+    ]);
+    assert_eq!(
+        dev.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&dev.stdout)
+    );
+    assert!(String::from_utf8(dev.stdout).unwrap().contains("SIMULATED"));
+
+    let other_nonce = cloister(&[
+        "verify",
+        "bundle",
+        path,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--nonce",
+        &"43".repeat(32),
+        "--json",
+    ]);
+    assert_eq!(other_nonce.status.code(), Some(1));
+    assert_eq!(json(&other_nonce)["reasons"][0]["code"], "nonce_mismatch");
+
+    std::fs::write(dir.path().join("broken.json"), "{\"version\": 1}").unwrap();
+    let broken = cloister(&[
+        "verify",
+        "bundle",
+        dir.path().join("broken.json").to_str().unwrap(),
+    ]);
+    assert_eq!(broken.status.code(), Some(2));
+}
+
+#[test]
+fn help_teaches_the_exit_statuses() {
+    let help = cloister(&["verify", "--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    let text = String::from_utf8(help.stdout).unwrap();
+    for sub in ["tdx", "snp", "gpu", "bundle"] {
+        assert!(text.contains(sub), "{text}");
+    }
+    assert!(text.contains("Exit status"), "{text}");
+}
