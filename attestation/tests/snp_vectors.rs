@@ -14,7 +14,7 @@ use cloister_attestation::{Platform, Policy, ReasonCode, Timestamp, Verdict};
 use common::{expected, read, testdata, vectors, verify_at};
 
 /// The first of `stems` that exists in the vector, as PEM or DER.
-pub fn cert(name: &str, stems: &[&str]) -> Option<Vec<u8>> {
+fn cert(name: &str, stems: &[&str]) -> Option<Vec<u8>> {
     let dir = testdata().join("snp").join(name);
     stems.iter().find_map(|stem| {
         ["pem", "der"]

@@ -172,7 +172,7 @@ fn parser_reads_the_format_fields_expected_json_records() {
                 quote.signature.qe_auth_data.len() as u64,
                 format["qe_auth_data_len"].as_u64().unwrap()
             );
-            let body_size = format["body_size"].as_u64().unwrap() as usize;
+            let body_size = usize::try_from(format["body_size"].as_u64().unwrap()).unwrap();
             let descriptor = if quote.header.version == 5 { 6 } else { 0 };
             assert_eq!(quote.spans.header_and_body, 0..48 + descriptor + body_size);
         }

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use cloister_attestation::Timestamp;
 use serde_json::Value;
 
-pub fn testdata() -> PathBuf {
+pub(crate) fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
 }
 
 /// Names of the vectors in `testdata/<platform>/`.
-pub fn vectors(platform: &str) -> Vec<String> {
+pub(crate) fn vectors(platform: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(testdata().join(platform))
         .unwrap()
         .filter_map(|e| {
@@ -27,15 +27,15 @@ pub fn vectors(platform: &str) -> Vec<String> {
     names
 }
 
-pub fn read(platform: &str, name: &str, file: &str) -> Vec<u8> {
+pub(crate) fn read(platform: &str, name: &str, file: &str) -> Vec<u8> {
     let path = testdata().join(platform).join(name).join(file);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-pub fn expected(platform: &str, name: &str) -> Value {
+pub(crate) fn expected(platform: &str, name: &str) -> Value {
     serde_json::from_slice(&read(platform, name, "expected.json")).unwrap()
 }
 
-pub fn verify_at(expected: &Value) -> Timestamp {
+pub(crate) fn verify_at(expected: &Value) -> Timestamp {
     Timestamp::parse_rfc3339(expected["verify_at"].as_str().unwrap()).unwrap()
 }
