@@ -27,3 +27,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+
+step "libtdx_attest FFI against a fake library (feature tdx-attest-lib)"
+attestation/collect/tests/tdx-attest-fake/run.sh --locked

@@ -35,7 +35,7 @@ mod tdx_attest {
         if !header.is_file() {
             fail(&format!(
                 "feature tdx-attest-lib: {} not found. Install Intel's libtdx-attest-dev \
-                 (download.01.org/intel-sgx), or set TDX_ATTEST_INCLUDE_DIR to the directory \
+                , or set TDX_ATTEST_INCLUDE_DIR to the directory \
                  holding tdx_attest.h; or build without the feature and use configfs-tsm",
                 header.display()
             ));

@@ -14,6 +14,7 @@
 
 pub mod binding;
 pub mod bundle;
+mod crypto;
 pub mod gpu;
 pub mod policy;
 mod reader;

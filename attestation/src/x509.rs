@@ -3,7 +3,6 @@
 //! checks over the TBS bytes exactly as received.
 
 use der::{Decode, Encode};
-use p384::ecdsa::signature::Verifier as _;
 use x509_cert::Certificate;
 
 use crate::time::Timestamp;
@@ -200,15 +199,16 @@ impl Cert {
             subject: self.subject(),
             issuer: issuer.subject(),
         };
-        let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(issuer.public_key_bytes())
-            .map_err(|_| bad())?;
-        let signature = self
-            .parsed
-            .signature
-            .as_bytes()
-            .ok_or_else(bad)
-            .and_then(|der| p384::ecdsa::DerSignature::from_bytes(der).map_err(|_| bad()))?;
-        key.verify(self.raw_tbs()?, &signature).map_err(|_| bad())
+        let signature = self.parsed.signature.as_bytes().ok_or_else(bad)?;
+        if crate::crypto::p384_der_signature_ok(
+            issuer.public_key_bytes(),
+            self.raw_tbs()?,
+            signature,
+        ) {
+            Ok(())
+        } else {
+            Err(bad())
+        }
     }
 
     pub(crate) fn check_issuer_name(&self, issuer: &Cert) -> Result<(), CertError> {

@@ -6,8 +6,7 @@
 //! (RIMs). Both need NVIDIA's online services; verdicts say so.
 
 use std::collections::BTreeMap;
-
-use p384::ecdsa::signature::Verifier as _;
+use std::sync::OnceLock;
 
 use super::spdm::{GpuReport, SpdmError};
 use crate::roots;
@@ -139,12 +138,13 @@ pub(crate) fn verify_parsed(
     now: Timestamp,
 ) -> Result<VerifiedGpuReport, GpuError> {
     let leaf = verify_chain(chain, now)?;
-    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(leaf.public_key_bytes())
-        .map_err(|_| GpuError::SignatureInvalid)?;
-    let signature = p384::ecdsa::Signature::from_slice(&report.signature)
-        .map_err(|_| GpuError::SignatureInvalid)?;
-    key.verify(report.signed_bytes(), &signature)
-        .map_err(|_| GpuError::SignatureInvalid)?;
+    if !crate::crypto::p384_fixed_signature_ok(
+        leaf.public_key_bytes(),
+        report.signed_bytes(),
+        &report.signature,
+    ) {
+        return Err(GpuError::SignatureInvalid);
+    }
     if let Some(expected) = expected_nonce
         && &report.nonce != expected
     {
@@ -167,10 +167,18 @@ pub(crate) fn verify_parsed(
     })
 }
 
-/// Verifies each link, leaf first, ending in the pinned root; returns the leaf.
+/// The pinned NVIDIA root, parsed once.
+fn pinned_root() -> Result<&'static Cert, GpuError> {
+    static ROOT: OnceLock<Result<Cert, CertError>> = OnceLock::new();
+    ROOT.get_or_init(|| Cert::from_pem_or_der(roots::NVIDIA_DEVICE_IDENTITY_CA_PEM))
+        .as_ref()
+        .map_err(|e| GpuError::Chain(e.clone()))
+}
+
+/// Verifies each link, leaf first, ending in the pinned root (trusted as
+/// pinned: its self-signature adds nothing); returns the leaf.
 fn verify_chain(chain: &[Cert], now: Timestamp) -> Result<&Cert, GpuError> {
-    let root =
-        Cert::from_pem_or_der(roots::NVIDIA_DEVICE_IDENTITY_CA_PEM).map_err(GpuError::Chain)?;
+    let root = pinned_root()?;
     let leaf = chain.first().ok_or(GpuError::Chain(CertError::Empty))?;
     for (index, cert) in chain.iter().enumerate() {
         cert.check_valid_at(now)
@@ -183,15 +191,10 @@ fn verify_chain(chain: &[Cert], now: Timestamp) -> Result<&Cert, GpuError> {
             // the pinned root signed.
             None if cert.der() == root.der() => {}
             None => cert
-                .verify_p384_signed_by(&root)
+                .verify_p384_signed_by(root)
                 .map_err(|_| GpuError::UntrustedRoot(cert.subject()))?,
         }
     }
-    root.verify_p384_signed_by(&root)
-        .map_err(|error| GpuError::ChainInvalid {
-            index: chain.len() - 1,
-            error,
-        })?;
     Ok(leaf)
 }
 

@@ -2,8 +2,9 @@
 //! the report signature over the bytes received, and the reported TCB and
 //! chip id against the key certificate's extensions.
 
+use std::sync::OnceLock;
+
 use der::Decode;
-use p384::ecdsa::signature::Verifier as _;
 use sev::certs::snp::Verifiable as _;
 
 use super::report::{Product, Report, ReportError, SigningKey, Tcb};
@@ -288,12 +289,22 @@ pub(crate) fn product_of(report: &Report<'_>, chain: &SnpCertChain) -> Result<Pr
     }
 }
 
-fn pinned_ark(product: Product) -> &'static [u8] {
-    match product {
-        Product::Milan => roots::AMD_ARK_MILAN_PEM,
-        Product::Genoa => roots::AMD_ARK_GENOA_PEM,
-        Product::Turin => roots::AMD_ARK_TURIN_PEM,
-    }
+/// AMD's pinned root for a product, parsed once.
+fn pinned_ark(product: Product) -> Result<&'static Cert, SnpError> {
+    static MILAN: OnceLock<Result<Cert, CertError>> = OnceLock::new();
+    static GENOA: OnceLock<Result<Cert, CertError>> = OnceLock::new();
+    static TURIN: OnceLock<Result<Cert, CertError>> = OnceLock::new();
+    let (cell, pem) = match product {
+        Product::Milan => (&MILAN, roots::AMD_ARK_MILAN_PEM),
+        Product::Genoa => (&GENOA, roots::AMD_ARK_GENOA_PEM),
+        Product::Turin => (&TURIN, roots::AMD_ARK_TURIN_PEM),
+    };
+    cell.get_or_init(|| Cert::from_pem_or_der(pem))
+        .as_ref()
+        .map_err(|error| SnpError::Certificate {
+            which: ChainCert::Ark,
+            error: error.clone(),
+        })
 }
 
 /// Verifies a report against its certificate chain at time `now`.
@@ -322,17 +333,13 @@ pub fn verify_parsed(
         return Err(SnpError::NoSigningKey(key));
     }
     let product = product_of(report, chain)?;
-    let pinned =
-        Cert::from_pem_or_der(pinned_ark(product)).map_err(|error| SnpError::Certificate {
-            which: ChainCert::Ark,
-            error,
-        })?;
+    let pinned = pinned_ark(product)?;
     if let Some(ark) = &chain.ark
         && ark.der() != pinned.der()
     {
         return Err(SnpError::UntrustedArk(product));
     }
-    verify_chain(&pinned, &chain.ask, &chain.vek, key, now)?;
+    verify_chain(pinned, &chain.ask, &chain.vek, key, now)?;
 
     let tcb = Tcb::from_raw(report.reported_tcb, product);
     check_tcb(&chain.vek, &tcb, key)?;
@@ -400,7 +407,23 @@ fn verify_chain(
         cert.check_valid_at(now)
             .map_err(|error| SnpError::NotValidAt { which, error })?;
     }
-    let link = |signer: ChainCert, signer_cert: &Cert, signee: ChainCert, signee_cert: &Cert| {
+    // RSA-PSS links through the `sev` crate. It verifies the re-encoded TBS,
+    // which require_canonical above has shown to be the bytes received.
+    let sev_cert = |which: ChainCert, cert: &Cert| {
+        sev::certs::snp::Certificate::from_der(cert.der()).map_err(|e| SnpError::Certificate {
+            which,
+            error: CertError::Malformed(e.to_string()),
+        })
+    };
+    let sev_ark = sev_cert(ChainCert::Ark, ark)?;
+    let sev_ask = sev_cert(ChainCert::Ask, ask)?;
+    let sev_vek = sev_cert(ChainCert::Vek, vek)?;
+    // The ARK is pinned: trusted as such, its self-signature adds nothing.
+    let links = [
+        (ChainCert::Ark, ark, &sev_ark, ChainCert::Ask, ask, &sev_ask),
+        (ChainCert::Ask, ask, &sev_ask, ChainCert::Vek, vek, &sev_vek),
+    ];
+    for (signer, signer_cert, signer_sev, signee, signee_cert, signee_sev) in links {
         let invalid = |detail: String| SnpError::ChainInvalid {
             signer,
             signee,
@@ -409,15 +432,11 @@ fn verify_chain(
         signee_cert
             .check_issuer_name(signer_cert)
             .map_err(|e| invalid(e.to_string()))?;
-        let a = sev::certs::snp::Certificate::from_der(signer_cert.der())
+        (signer_sev, signee_sev)
+            .verify()
             .map_err(|e| invalid(e.to_string()))?;
-        let b = sev::certs::snp::Certificate::from_der(signee_cert.der())
-            .map_err(|e| invalid(e.to_string()))?;
-        (&a, &b).verify().map_err(|e| invalid(e.to_string()))
-    };
-    link(ChainCert::Ark, ark, ChainCert::Ark, ark)?;
-    link(ChainCert::Ark, ark, ChainCert::Ask, ask)?;
-    link(ChainCert::Ask, ask, ChainCert::Vek, vek)
+    }
+    Ok(())
 }
 
 fn spl(vek: &Cert, suffix: &str, name: &'static str, key: SigningKey) -> Result<u8, SnpError> {
@@ -495,15 +514,13 @@ fn verify_signature(report: &Report<'_>, vek: &Cert, key: SigningKey) -> Result<
         }
         Ok(be)
     };
-    let r = scalar(&report.signature_r)?;
-    let s = scalar(&report.signature_s)?;
-    let signature = p384::ecdsa::Signature::from_scalars(r, s).map_err(|_| invalid())?;
-    let verifying_key = p384::ecdsa::VerifyingKey::from_sec1_bytes(vek.public_key_bytes())
-        .map_err(|_| SnpError::Certificate {
-            which: ChainCert::Vek,
-            error: CertError::Malformed("VCEK/VLEK key is not a P-384 point".into()),
-        })?;
-    verifying_key
-        .verify(report.signed_bytes(), &signature)
-        .map_err(|_| invalid())
+    let mut r_s = [0u8; 96];
+    let (r, s) = r_s.split_at_mut(48);
+    r.copy_from_slice(&scalar(&report.signature_r)?);
+    s.copy_from_slice(&scalar(&report.signature_s)?);
+    if crate::crypto::p384_fixed_signature_ok(vek.public_key_bytes(), report.signed_bytes(), &r_s) {
+        Ok(())
+    } else {
+        Err(invalid())
+    }
 }
