@@ -165,18 +165,7 @@ pub fn appraise(
             "simulated evidence proves nothing about hardware; the policy does not set [simulated] allow = true",
         );
     }
-    if let Some(expected) = expected_report_data
-        && &evidence.report_data != expected
-    {
-        v.reject(
-            ReasonCode::ReportDataMismatch,
-            format!(
-                "report data {} is not the expected binding {}",
-                hex::encode(evidence.report_data),
-                hex::encode(expected)
-            ),
-        );
-    }
+    v.check_report_data(&evidence.report_data, expected_report_data);
     v.settle(Some("simulated.allow = true (development only)".into()));
     Ok(v)
 }

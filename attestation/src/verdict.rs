@@ -328,6 +328,23 @@ impl Verdict {
         self.reasons.push(Reason::new(code, detail));
     }
 
+    /// Rejects with [`ReasonCode::ReportDataMismatch`] unless the evidence's
+    /// report data is the expected binding (when one is expected).
+    pub(crate) fn check_report_data(&mut self, actual: &[u8; 64], expected: Option<&[u8; 64]>) {
+        if let Some(expected) = expected
+            && actual != expected
+        {
+            self.reject(
+                ReasonCode::ReportDataMismatch,
+                format!(
+                    "report data {} is not the expected binding {}",
+                    hex::encode(actual),
+                    hex::encode(expected)
+                ),
+            );
+        }
+    }
+
     /// Sets `accepted` from the reasons (and the GPU verdicts).
     pub(crate) fn settle(&mut self, rule: Option<String>) {
         self.accepted = self.reasons.is_empty() && self.gpus.iter().all(|g| g.accepted);

@@ -34,18 +34,7 @@ pub fn appraise(
         }
     };
     let rule = check_policy(&mut v, &policy.sev_snp, &report, verified.as_ref());
-    if let Some(expected) = expected_report_data
-        && &report.report_data != expected
-    {
-        v.reject(
-            ReasonCode::ReportDataMismatch,
-            format!(
-                "report data {} is not the expected binding {}",
-                hex::encode(report.report_data),
-                hex::encode(expected)
-            ),
-        );
-    }
+    v.check_report_data(&report.report_data, expected_report_data);
     v.settle(Some(rule));
     Ok(v)
 }

@@ -66,18 +66,7 @@ pub fn appraise(
         record_tcb(&mut v, verified);
     }
     let rule = check_policy(&mut v, &policy.tdx, td, verified.as_ref(), now);
-    if let Some(expected) = expected_report_data
-        && &td.report_data != expected
-    {
-        v.reject(
-            ReasonCode::ReportDataMismatch,
-            format!(
-                "TD report data {} is not the expected binding {}",
-                hex::encode(td.report_data),
-                hex::encode(expected)
-            ),
-        );
-    }
+    v.check_report_data(&td.report_data, expected_report_data);
     v.settle(Some(rule));
     Ok(v)
 }
