@@ -8,3 +8,23 @@ cd "$(dirname "$0")/.."
 cargo bench -p cloister-attestation --bench verify -- --noplot "$@"
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 python3 scripts/bench_table.py "$target_dir/criterion"
+
+# Instruction counts (valgrind callgrind): deterministic, unlike wall-clock
+# time on a shared machine. Per verification = (count at N - count at 0) / N.
+if command -v valgrind >/dev/null; then
+  cargo build --release --example tdx_verify_loop
+  loop="$target_dir/release/examples/tdx_verify_loop"
+  count() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$loop" "$1" "$2" 2>&1 | sed -n 's/.*Collected : //p'; }
+  echo
+  echo "| TDX v4-uptodate-b0c06f, per verification | instructions | ratio to dcap-qvl direct |"
+  echo "|---|---:|---:|"
+  base=""
+  for mode in dcap-qvl cloister cloister-appraise parse; do
+    zero=$(count "$mode" 0); n=$(count "$mode" 20)
+    per=$(( (n - zero) / 20 ))
+    [ -n "$base" ] || base=$per
+    printf '| %s | %d | %s |\n' "$mode" "$per" "$(python3 -c "print(f'{$per/$base:.3f}')")"
+  done
+else
+  echo "(valgrind not installed: no instruction counts)"
+fi

@@ -73,6 +73,12 @@ fn tdx(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        group.bench_function("cloister parse + pck_chain", |b| {
+            b.iter(|| {
+                let q = tdx::Quote::parse(black_box(&quote)).unwrap();
+                q.pck_chain().unwrap()
+            })
+        });
         group.bench_function("cloister verify_quote", |b| {
             b.iter(|| tdx::verify_quote(black_box(&quote), &ours, now).unwrap())
         });

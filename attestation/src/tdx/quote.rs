@@ -368,35 +368,30 @@ impl<'a> Quote<'a> {
     }
 }
 
-const PEM_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-const PEM_END: &[u8] = b"-----END CERTIFICATE-----";
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const PEM_END: &str = "-----END CERTIFICATE-----";
 
 fn split_pem_chain(data: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     use base64::Engine as _;
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let is_space = |c: char| matches!(c, ' ' | '\t' | '\r' | '\n');
     let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let mut rest = data.get(..end).unwrap_or_default();
+    let text = std::str::from_utf8(data.get(..end).unwrap_or_default())
+        .map_err(|_| "PCK chain is not text")?;
+    let mut rest = text.trim_start_matches(is_space);
     let mut certs = Vec::new();
-    loop {
-        let skip = rest.iter().take_while(|b| is_space(b)).count();
-        rest = rest.get(skip..).unwrap_or_default();
-        if rest.is_empty() {
-            break;
-        }
+    while !rest.is_empty() {
         let body = rest
             .strip_prefix(PEM_BEGIN)
             .ok_or("PCK chain has bytes outside its PEM certificate blocks")?;
-        let close = body
-            .windows(PEM_END.len())
-            .position(|w| w == PEM_END)
+        let (encoded, after) = body
+            .split_once(PEM_END)
             .ok_or("PCK chain has an unterminated PEM block")?;
-        let (encoded, after) = body.split_at(close);
-        let compact: Vec<u8> = encoded.iter().copied().filter(|b| !is_space(b)).collect();
+        let compact: String = encoded.chars().filter(|&c| !is_space(c)).collect();
         let der = base64::engine::general_purpose::STANDARD
-            .decode(&compact)
+            .decode(compact)
             .map_err(|e| format!("PCK chain certificate {} is not base64: {e}", certs.len()))?;
         certs.push(der);
-        rest = after.get(PEM_END.len()..).unwrap_or_default();
+        rest = after.trim_start_matches(is_space);
     }
     if certs.is_empty() {
         return Err("PCK chain is empty".into());
