@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod enclave;
 mod input;
 mod render;
 mod verify;
@@ -31,7 +32,22 @@ enum Command {
     /// policy, ...).
     #[command(subcommand, after_help = VERIFY_EXAMPLES)]
     Verify(verify::VerifyCommand),
+    /// Run the enclave app inside a confidential VM: attested keys, sealed
+    /// inference on mistral.rs, signed usage receipts.
+    ///
+    /// Serves GET /attestation?nonce=<64 hex>, POST /v1/sealed and
+    /// GET /healthz. Outside a TDX or SEV-SNP guest, use --tee simulated
+    /// (development only: its evidence proves nothing). Logs go to stderr
+    /// (RUST_LOG to filter); they never contain prompt or completion text.
+    #[command(after_help = ENCLAVE_EXAMPLES)]
+    Enclave(cloister_enclave::EnclaveArgs),
 }
+
+const ENCLAVE_EXAMPLES: &str = "Examples:
+  cloister enclave --model SmolLM2-135M-Instruct.Q4_1.gguf --tee simulated
+  cloister enclave --model /models/llama-3.1-8b --model-id llama-3.1-8b --listen 0.0.0.0:7070
+
+Stops on SIGINT or SIGTERM after finishing the requests in flight.";
 
 const VERIFY_EXAMPLES: &str = "Examples:
   cloister verify tdx quote.bin --collateral collateral.json
@@ -45,5 +61,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify(command) => verify::run(command),
+        Command::Enclave(args) => enclave::run(args),
     }
 }
