@@ -160,32 +160,26 @@ fn a_missing_model_or_tee_fails_at_start_with_a_clear_message() {
 
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("model.gguf");
+    let start_on = |model: &std::path::Path| {
+        cloister()
+            .args([
+                "enclave",
+                "--model",
+                model.to_str().unwrap(),
+                "--tee",
+                "simulated",
+            ])
+            .output()
+            .unwrap()
+    };
     std::fs::write(&fake, b"this is not a gguf file").unwrap();
-    let out = cloister()
-        .args([
-            "enclave",
-            "--model",
-            fake.to_str().unwrap(),
-            "--tee",
-            "simulated",
-        ])
-        .output()
-        .unwrap();
+    let out = start_on(&fake);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a GGUF file"));
 
     // A GGUF header followed by garbage: mistral.rs refuses it, no panic.
     std::fs::write(&fake, b"GGUF\x03\x00\x00\x00garbage").unwrap();
-    let out = cloister()
-        .args([
-            "enclave",
-            "--model",
-            fake.to_str().unwrap(),
-            "--tee",
-            "simulated",
-        ])
-        .output()
-        .unwrap();
+    let out = start_on(&fake);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("could not load the model"),

@@ -255,13 +255,7 @@ pub async fn submit(
         }
         _ => None,
     };
-    let sender = engine
-        .get_sender(None)
-        .map_err(|e| InferenceError::Engine(e.to_string()))?;
-    sender
-        .send(request)
-        .await
-        .map_err(|_| InferenceError::Engine("the engine has stopped".into()))?;
+    send_to_engine(engine, request).await?;
     Ok(Generation {
         kind,
         stream,
@@ -274,6 +268,20 @@ pub async fn submit(
         stream_count,
         phase: Phase::Running,
     })
+}
+
+/// Hands a request to the engine's queue.
+async fn send_to_engine(
+    engine: &MistralRs,
+    request: mistralrs_core::Request,
+) -> Result<(), InferenceError> {
+    let sender = engine
+        .get_sender(None)
+        .map_err(|e| InferenceError::Engine(e.to_string()))?;
+    sender
+        .send(request)
+        .await
+        .map_err(|_| InferenceError::Engine("the engine has stopped".into()))
 }
 
 fn usage_of(usage: &mistralrs_core::Usage) -> TokenUsage {
@@ -311,13 +319,7 @@ async fn count_tokens(
         reasoning_effort: chat_options.1,
         response: tx,
     });
-    let sender = engine
-        .get_sender(None)
-        .map_err(|e| InferenceError::Engine(e.to_string()))?;
-    sender
-        .send(request)
-        .await
-        .map_err(|_| InferenceError::Engine("the engine has stopped".into()))?;
+    send_to_engine(engine, request).await?;
     match rx.recv().await {
         Some(Ok(tokens)) => Ok(tokens.len() as u64),
         Some(Err(e)) => Err(InferenceError::Engine(format!("counting tokens: {e}"))),

@@ -81,6 +81,30 @@ fn sealed_body(
     seal_request(&state.keys.key_config(), body.to_string().as_bytes()).unwrap()
 }
 
+/// Seals `request`, POSTs it to the node and checks for 200; returns the
+/// streaming response and the reader that opens it.
+async fn post_sealed(
+    client: &reqwest::Client,
+    url: &str,
+    state: &cloister_enclave::server::AppState,
+    request: &serde_json::Value,
+) -> (reqwest::Response, ResponseReader) {
+    let (body, opener) = sealed_body(state, request);
+    let response = client
+        .post(format!("{url}/v1/sealed"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let reader = ResponseReader::new(
+        opener,
+        state.keys.signer_address(),
+        ReceiptDomain::default(),
+    );
+    (response, reader)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_requests_at_once_all_complete_with_receipts() {
     let (url, state, _stop, _server, _model) =
@@ -88,22 +112,11 @@ async fn many_requests_at_once_all_complete_with_receipts() {
     let client = reqwest::Client::new();
     let mut tasks = Vec::new();
     for i in 0..8u64 {
-        let (body, opener) = sealed_body(&state, &chat(i % 2 == 0, 6 + i));
-        let client = client.clone();
-        let url = url.clone();
-        let signer = state.keys.signer_address();
+        let (client, url, state) = (client.clone(), url.clone(), state.clone());
         tasks.push(tokio::spawn(async move {
-            let response = client
-                .post(format!("{url}/v1/sealed"))
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status(), 200);
-            let bytes = response.bytes().await.unwrap();
-            ResponseReader::new(opener, signer, ReceiptDomain::default())
-                .read_all(&bytes)
-                .unwrap()
+            let (response, reader) =
+                post_sealed(&client, &url, &state, &chat(i % 2 == 0, 6 + i)).await;
+            reader.read_all(&response.bytes().await.unwrap()).unwrap()
         }));
     }
     for task in tasks {
@@ -116,19 +129,8 @@ async fn many_requests_at_once_all_complete_with_receipts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnecting_client_cancels_its_generation() {
     let (url, state, _stop, _server, _model) = start(&["--max-tokens", "4000"]).await;
-    let (body, opener) = sealed_body(&state, &chat(true, 4000));
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/sealed"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let mut reader = ResponseReader::new(
-        opener,
-        state.keys.signer_address(),
-        ReceiptDomain::default(),
-    );
+    let (response, mut reader) =
+        post_sealed(&reqwest::Client::new(), &url, &state, &chat(true, 4000)).await;
     let mut stream = response.bytes_stream();
     let mut plaintext = 0;
     while plaintext < 3 {
@@ -150,24 +152,11 @@ async fn a_disconnecting_client_cancels_its_generation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_requests_in_flight_and_refuses_new_ones() {
     let (url, state, stop, server, _model) = start(&[]).await;
-    let (body, opener) = sealed_body(&state, &chat(true, 32));
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/sealed"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (response, reader) =
+        post_sealed(&reqwest::Client::new(), &url, &state, &chat(true, 32)).await;
     stop.send(()).unwrap();
     // The stream started before shutdown runs to its receipt.
-    let bytes = response.bytes().await.unwrap();
-    let done = ResponseReader::new(
-        opener,
-        state.keys.signer_address(),
-        ReceiptDomain::default(),
-    )
-    .read_all(&bytes)
-    .unwrap();
+    let done = reader.read_all(&response.bytes().await.unwrap()).unwrap();
     assert!(done.receipt.receipt.receipt.completion_tokens > 0);
     tokio::time::timeout(Duration::from_secs(20), server)
         .await
@@ -191,21 +180,8 @@ async fn no_prompt_or_completion_text_reaches_the_logs() {
         "max_tokens": 24,
         "temperature": 0.0,
     });
-    let (body, opener) = sealed_body(&state, &request);
-    let response = reqwest::Client::new()
-        .post(format!("{url}/v1/sealed"))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let bytes = response.bytes().await.unwrap();
-    let done = ResponseReader::new(
-        opener,
-        state.keys.signer_address(),
-        ReceiptDomain::default(),
-    )
-    .read_all(&bytes)
-    .unwrap();
+    let (response, reader) = post_sealed(&reqwest::Client::new(), &url, &state, &request).await;
+    let done = reader.read_all(&response.bytes().await.unwrap()).unwrap();
     let json: serde_json::Value = serde_json::from_slice(&done.plaintext).unwrap();
     let completion = json["choices"][0]["message"]["content"]
         .as_str()
