@@ -15,16 +15,26 @@ need_rust_component clippy clippy
 
 # Debian packages the tests need:
 #   libclang-dev  bindgen, for the libtdx_attest FFI tested against a fake library
+#                 (detected as bindgen does: a libclang-cpp.so alone is not enough)
 #   pkg-config    used by -sys crates
+#   gcc           the tests compile fake libtdx_attest and libnvidia-ml libraries
+# shellcheck source=lib/libclang.sh
+source scripts/lib/libclang.sh
 debian_packages=()
-ldconfig -p 2>/dev/null | grep -q 'libclang' || debian_packages+=(libclang-dev)
+libclang_present || debian_packages+=(libclang-dev)
 command -v pkg-config >/dev/null || debian_packages+=(pkg-config)
+command -v cc >/dev/null || debian_packages+=(gcc)
 if [ ${#debian_packages[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${debian_packages[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${debian_packages[@]}"
+  if ! libclang_present; then
+    echo "setup: libclang-dev is installed but no libclang.so / libclang-N.so was found;" \
+      "bindgen cannot run (set LIBCLANG_PATH to the directory that holds it)" >&2
+    exit 1
+  fi
 fi
 
 # The small real chat model the tests and benchmarks use: SmolLM2-135M-Instruct

@@ -10,9 +10,13 @@ if [ -n "${CI:-}" ]; then
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
-scripts/setup.sh
-
 step() { printf '\n== %s\n' "$*"; }
+
+# Seconds, before anything long: what setup decides about libclang.
+step "setup's libclang detection against fake ldconfig listings"
+scripts/tests/libclang-detection.sh
+
+scripts/setup.sh
 
 step "format"
 cargo fmt --all -- --check

@@ -317,6 +317,22 @@ fn check_bundle(
         .insert("identity.app.version".into(), identity.app.version.clone());
     v.facts
         .insert("identity.app.git".into(), identity.app.git.clone());
+    // The node's runtime settings, receipt domain and prices, and GPU mode,
+    // as the enclave attested them (a policy on them is the verifier's).
+    for section in ["runtime", "receipts", "gpu"] {
+        let Some(fields) = bundle.identity.get(section).and_then(|s| s.as_object()) else {
+            continue;
+        };
+        for (key, value) in fields {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            v.facts.insert(format!("identity.{section}.{key}"), text);
+        }
+    }
     v.facts.insert("nonce".into(), bundle.nonce.clone());
     let digest: Option<[u8; 32]> = hex::decode(&identity.model.weights_sha256)
         .ok()

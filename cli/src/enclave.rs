@@ -1,22 +1,38 @@
-//! `cloister enclave`: logging, the async runtime and signals around
-//! [`cloister_enclave::run`].
+//! `cloister enclave`: process hardening, logging, the async runtime and
+//! signals around [`cloister_enclave::run`].
 
 use std::process::ExitCode;
 
-use cloister_enclave::EnclaveArgs;
-use tracing_subscriber::EnvFilter;
-
-/// Default log filter: our crates at info; mistral.rs at warn, except its
-/// loading progress.
-const DEFAULT_LOG: &str = "info,mistralrs_core=warn,mistralrs_quant=warn,candle_core=warn";
+use cloister_enclave::{EnclaveArgs, hardening, log_filter};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 pub(crate) fn run(args: EnclaveArgs) -> ExitCode {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    // Before anything can hold a prompt: panics print no message, no core
+    // dumps, not dumpable.
+    hardening::install_panic_hook();
+    if let Err(e) = hardening::harden_process() {
+        eprintln!("error: {e}; refusing to start a node whose memory could be dumped");
+        return ExitCode::FAILURE;
+    }
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let (filter, warning) = log_filter::filter(rust_log.as_deref());
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_filter(filter);
+    tracing_subscriber::registry().with(layer).init();
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    tracing::info!(
+        dumpable = hardening::is_dumpable(),
+        core_limit = ?hardening::core_limit(),
+        "core dumps off, process not dumpable, panic messages withheld; \
+         third-party logs capped at {} whatever RUST_LOG says",
+        log_filter::THIRD_PARTY_MAX
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,6 +20,11 @@ fn cloister() -> Command {
 
 /// Starts the enclave; returns the child and the address it listens on.
 fn start(model: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    start_logging(model, extra, "warn")
+}
+
+/// Starts the enclave with `RUST_LOG=rust_log`.
+fn start_logging(model: &std::path::Path, extra: &[&str], rust_log: &str) -> (Child, String) {
     let mut child = cloister()
         .args([
             "enclave",
@@ -33,7 +38,7 @@ fn start(model: &std::path::Path, extra: &[&str]) -> (Child, String) {
             "127.0.0.1:0",
         ])
         .args(extra)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -186,4 +191,94 @@ fn a_missing_model_or_tee_fails_at_start_with_a_clear_message() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// POSTs `body` to `/v1/sealed` as HTTP/1.0 (so the answer is not chunked);
+/// returns the status and the frames.
+fn post_sealed(addr: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /v1/sealed HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, response[split + 4..].to_vec())
+}
+
+#[test]
+fn at_rust_log_trace_no_prompt_or_completion_text_reaches_stderr() {
+    use base64::Engine as _;
+    use cloister_protocol::{PayerKey, ReceiptDomain, ResponseReader, seal_request};
+
+    let model = tempfile::tempdir().unwrap();
+    cloister_enclave::testing::write_tiny_llama(model.path()).unwrap();
+    let (child, addr) = start_logging(model.path(), &[], "trace");
+    let (status, bundle) = get(&addr, &format!("/attestation?nonce={}", "cd".repeat(32)));
+    assert_eq!(status, 200);
+    let bundle: serde_json::Value = serde_json::from_slice(&bundle).unwrap();
+    let identity = &bundle["identity"];
+    let key_config = base64::engine::general_purpose::STANDARD
+        .decode(identity["hpke_key_config"].as_str().unwrap())
+        .unwrap();
+    let signer: cloister_protocol::Address = identity["signer"].as_str().unwrap().parse().unwrap();
+
+    let canary = "PROMPT-CANARY-7f3a the lighthouse keeper's secret";
+    let request = serde_json::json!({
+        "model": "tiny",
+        "messages": [{"role": "user", "content": canary}],
+        "max_tokens": 24,
+        "temperature": 0.0,
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let envelope = PayerKey::generate()
+        .envelope(
+            signer,
+            &ReceiptDomain::default(),
+            now,
+            request.to_string().into_bytes(),
+        )
+        .unwrap();
+    let (sealed, opener) = seal_request(&key_config, &envelope).unwrap();
+    let (status, frames) = post_sealed(&addr, &sealed);
+    assert_eq!(status, 200);
+    let done = ResponseReader::new(opener, signer, ReceiptDomain::default())
+        .read_all(&frames)
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&done.plaintext).unwrap();
+    let completion = answer["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let out = stop(child);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("request served"), "logging works: {stderr}");
+    assert!(
+        stderr.contains("sealed body read"),
+        "RUST_LOG=trace took effect: {stderr}"
+    );
+    assert!(
+        !stderr.contains("PROMPT-CANARY"),
+        "the prompt reached the logs"
+    );
+    let chars: Vec<char> = completion.chars().collect();
+    for window in chars.windows(8) {
+        let fragment: String = window.iter().collect();
+        if fragment.trim().len() == 8 {
+            assert!(
+                !stderr.contains(&fragment),
+                "completion text {fragment:?} reached the logs"
+            );
+        }
+    }
 }

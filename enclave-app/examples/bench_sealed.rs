@@ -1,7 +1,8 @@
-//! Inference through `cloister enclave` (sealed, streaming, over HTTP)
-//! against mistral.rs alone (the same engine, in process, no sealing), side
-//! by side in one run, alternating rounds; plus the engine alone at each
-//! dtype. Prints a markdown table and, with `--json FILE`, raw numbers for
+//! Inference through `cloister enclave` (sealed, streaming, over HTTP, with
+//! chunk padding at its default and without) against mistral.rs alone (the
+//! same engine, in process, no sealing), side by side in one run,
+//! alternating rounds, with the bytes each sealed answer took on the wire;
+//! plus the engine alone at each dtype. Prints a markdown table and, with `--json FILE`, raw numbers for
 //! scripts/bench-enclave.sh.
 //!
 //! cargo run --example bench_sealed -- --model M.gguf [--rounds 5]
@@ -19,8 +20,9 @@ use std::time::Instant;
 
 use clap::Parser;
 use cloister_enclave::inference::{self, Piece};
-use cloister_enclave::server::AppState;
-use cloister_protocol::{ReceiptDomain, ResponseEvent, ResponseReader, seal_request};
+use cloister_enclave::state::AppState;
+use cloister_protocol::request_filter::{FilterLimits, filter_request};
+use cloister_protocol::{PayerKey, ResponseEvent, ResponseReader, seal_request};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
 
@@ -53,6 +55,8 @@ struct Sample {
     prompt_tokens: u64,
     completion_tokens: u64,
     decode_seconds: f64,
+    /// Response bytes on the wire (sealed only).
+    wire_bytes: usize,
 }
 
 impl Sample {
@@ -80,9 +84,12 @@ fn request(max_tokens: u64) -> Value {
 /// mistral.rs alone: the same OpenAI request straight into the engine.
 async fn direct(state: &Arc<AppState>, max_tokens: u64) -> Sample {
     let started = Instant::now();
-    let (kind, json) =
-        inference::prepare(request(max_tokens).to_string().as_bytes(), max_tokens).unwrap();
-    let mut generation = inference::submit(&state.engine, &state.model_id, kind, json)
+    let filtered = filter_request(
+        request(max_tokens).to_string().as_bytes(),
+        &FilterLimits { max_tokens },
+    )
+    .unwrap();
+    let mut generation = inference::submit(&state.engine, &state.model_id, filtered)
         .await
         .unwrap();
     let mut first = None;
@@ -102,6 +109,7 @@ async fn direct(state: &Arc<AppState>, max_tokens: u64) -> Sample {
                     prompt_tokens: usage.prompt_tokens,
                     completion_tokens: usage.completion_tokens,
                     decode_seconds: last - ttft,
+                    wire_bytes: 0,
                 };
             }
         }
@@ -117,11 +125,20 @@ async fn sealed(
     max_tokens: u64,
 ) -> Sample {
     let started = Instant::now();
-    let (body, opener) = seal_request(
-        &state.keys.key_config(),
-        request(max_tokens).to_string().as_bytes(),
-    )
-    .unwrap();
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let envelope = PayerKey::from_secret(&[7; 32])
+        .unwrap()
+        .envelope(
+            state.keys.signer_address(),
+            &state.receipt_domain,
+            issued_at,
+            request(max_tokens).to_string().into_bytes(),
+        )
+        .unwrap();
+    let (body, opener) = seal_request(&state.keys.key_config(), &envelope).unwrap();
     let response = client
         .post(format!("{url}/v1/sealed"))
         .body(body)
@@ -129,16 +146,15 @@ async fn sealed(
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut reader = ResponseReader::new(
-        opener,
-        state.keys.signer_address(),
-        ReceiptDomain::default(),
-    );
+    let mut reader = ResponseReader::new(opener, state.keys.signer_address(), state.receipt_domain);
     let mut stream = response.bytes_stream();
     let mut first = None;
     let mut last = 0.0;
+    let mut wire_bytes = 0;
     while let Some(bytes) = stream.next().await {
-        reader.push(&bytes.unwrap());
+        let bytes = bytes.unwrap();
+        wire_bytes += bytes.len();
+        reader.push(&bytes);
         while let Some(event) = reader.next_event().unwrap() {
             match event {
                 ResponseEvent::Plaintext(text) => {
@@ -155,6 +171,7 @@ async fn sealed(
                         prompt_tokens: r.prompt_tokens,
                         completion_tokens: r.completion_tokens,
                         decode_seconds: last - ttft,
+                        wire_bytes,
                     };
                 }
             }
@@ -173,13 +190,15 @@ fn summary(samples: &[Sample]) -> Value {
         "ttft_s": median(samples.iter().map(|s| s.ttft).collect()),
         "prompt_tok_s": median(samples.iter().map(Sample::prompt_tok_s).collect()),
         "decode_tok_s": median(samples.iter().map(Sample::decode_tok_s).collect()),
+        "wire_bytes": median(samples.iter().map(|s| s.wire_bytes as f64).collect()),
         "prompt_tokens": samples[0].prompt_tokens,
         "completion_tokens": samples[0].completion_tokens,
         "rounds": samples.len(),
     })
 }
 
-async fn node(model: &std::path::Path, dtype: &str) -> Arc<AppState> {
+async fn node(model: &std::path::Path, dtype: &str, pad_bucket: usize) -> Arc<AppState> {
+    let pad_bucket = pad_bucket.to_string();
     let argv = [
         "enclave",
         "--model",
@@ -192,9 +211,24 @@ async fn node(model: &std::path::Path, dtype: &str) -> Arc<AppState> {
         "4096",
         "--dtype",
         dtype,
+        "--pad-bucket",
+        &pad_bucket,
     ];
     let args = EnclaveCli::parse_from(argv).args;
     cloister_enclave::prepare(&args).await.unwrap()
+}
+
+/// Serves a node on a fresh port; returns its URL.
+async fn serve(state: Arc<AppState>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(cloister_enclave::server::serve(
+        listener,
+        state,
+        cloister_enclave::http_server::ConnectionLimits::default(),
+        std::future::pending(),
+    ));
+    url
 }
 
 #[tokio::main]
@@ -202,55 +236,72 @@ async fn main() {
     let options = Options::parse();
     let mut results = serde_json::Map::new();
 
-    // Sealed vs direct on one engine, alternating rounds after a warm-up.
-    let state = node(&options.model, &options.dtypes[0]).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(cloister_enclave::server::serve(
-        listener,
-        state.clone(),
-        std::future::pending(),
-    ));
+    // Sealed (padded, the default) vs direct on one engine, and sealed
+    // without padding on a second node, alternating rounds after a warm-up.
+    let padding = cloister_protocol::DEFAULT_PAD_BUCKET;
+    let state = node(&options.model, &options.dtypes[0], padding).await;
+    let unpadded = node(&options.model, &options.dtypes[0], 0).await;
+    let url = serve(state.clone()).await;
+    let unpadded_url = serve(unpadded.clone()).await;
     let client = reqwest::Client::new();
     direct(&state, 8).await;
     sealed(&state, &url, &client, 8).await;
-    let (mut d, mut s) = (Vec::new(), Vec::new());
+    sealed(&unpadded, &unpadded_url, &client, 8).await;
+    let (mut d, mut s, mut u) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..options.rounds {
         if round % 2 == 0 {
             d.push(direct(&state, options.max_tokens).await);
             s.push(sealed(&state, &url, &client, options.max_tokens).await);
+            u.push(sealed(&unpadded, &unpadded_url, &client, options.max_tokens).await);
         } else {
+            u.push(sealed(&unpadded, &unpadded_url, &client, options.max_tokens).await);
             s.push(sealed(&state, &url, &client, options.max_tokens).await);
             d.push(direct(&state, options.max_tokens).await);
         }
     }
-    let (d, s) = (summary(&d), summary(&s));
+    let (d, s, u) = (summary(&d), summary(&s), summary(&u));
     println!(
-        "| mode ({}) | TTFT s | prompt tok/s | decode tok/s | decode ratio to mistral.rs alone |",
+        "| mode ({}) | TTFT s | prompt tok/s | decode tok/s | decode ratio to mistral.rs alone | response bytes on the wire | bytes per token |",
         options.dtypes[0]
     );
-    println!("|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let padded_name =
+        format!("cloister enclave, sealed streaming over HTTP, padded to {padding} B");
     for (name, row) in [
         ("mistral.rs alone (in process)", &d),
-        ("cloister enclave, sealed streaming over HTTP", &s),
+        (padded_name.as_str(), &s),
+        ("cloister enclave, sealed streaming over HTTP, unpadded", &u),
     ] {
+        let bytes = row["wire_bytes"].as_f64().unwrap();
+        let tokens = row["completion_tokens"].as_f64().unwrap().max(1.0);
         println!(
-            "| {name} | {:.3} | {:.1} | {:.1} | {:.3} |",
+            "| {name} | {:.3} | {:.1} | {:.1} | {:.3} | {} | {} |",
             row["ttft_s"].as_f64().unwrap(),
             row["prompt_tok_s"].as_f64().unwrap(),
             row["decode_tok_s"].as_f64().unwrap(),
-            row["decode_tok_s"].as_f64().unwrap() / d["decode_tok_s"].as_f64().unwrap()
+            row["decode_tok_s"].as_f64().unwrap() / d["decode_tok_s"].as_f64().unwrap(),
+            if bytes > 0.0 {
+                format!("{bytes:.0}")
+            } else {
+                "-".into()
+            },
+            if bytes > 0.0 {
+                format!("{:.0}", bytes / tokens)
+            } else {
+                "-".into()
+            },
         );
     }
     results.insert("direct".into(), d);
     results.insert("sealed".into(), s);
-    drop(state);
+    results.insert("sealed_unpadded".into(), u);
+    drop((state, unpadded));
 
     // The engine alone at each dtype.
     println!("\n| dtype | TTFT s | prompt tok/s | decode tok/s |\n|---|---:|---:|---:|");
     let mut by_dtype = serde_json::Map::new();
     for dtype in &options.dtypes {
-        let state = node(&options.model, dtype).await;
+        let state = node(&options.model, dtype, padding).await;
         direct(&state, 8).await;
         let samples: Vec<Sample> = {
             let mut v = Vec::new();

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
@@ -73,9 +74,126 @@ pub struct EnclaveArgs {
     #[arg(long)]
     pub prefix_cache: bool,
     /// EIP-712 domain of receipts: chain id of the settlement chain.
-    #[arg(long, value_name = "ID", default_value = "31337")]
-    pub chain_id: u64,
+    /// Required outside `--tee simulated` (which defaults to the local
+    /// development chain, 31337).
+    #[arg(long, value_name = "ID")]
+    pub chain_id: Option<u64>,
     /// EIP-712 domain of receipts: the settlement contract (0x...).
+    /// Required outside `--tee simulated` (which defaults to the zero address).
     #[arg(long, value_name = "ADDRESS")]
     pub settlement_contract: Option<String>,
+    /// Price per prompt token signed into every receipt, in the settlement
+    /// token's smallest unit. Part of the attested identity.
+    #[arg(long, value_name = "UNITS", default_value = "0")]
+    pub prompt_price: u64,
+    /// Price per completion token signed into every receipt, in the
+    /// settlement token's smallest unit. Part of the attested identity.
+    #[arg(long, value_name = "UNITS", default_value = "0")]
+    pub completion_price: u64,
+
+    /// Where the model is copied (and hashed while copied) before loading,
+    /// so the engine reads exactly the bytes the identity attests: a tmpfs
+    /// inside the confidential VM, which the host cannot touch.
+    #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
+    pub model_staging: PathBuf,
+    /// Load the model in place instead (for models that do not fit in
+    /// memory twice): hashed before and after loading; relies on dm-verity
+    /// for files swapped during the load.
+    #[arg(long)]
+    pub no_model_staging: bool,
+
+    /// NVIDIA GPU confidential-computing evidence: `auto` is `required` with
+    /// `--device cuda` and `off` otherwise. `required` refuses to start
+    /// unless every GPU is in CC mode and its evidence can be collected.
+    #[arg(long, value_enum, default_value_t = GpuChoice::Auto)]
+    pub gpu: GpuChoice,
+    /// The NVML library to load (default: the system's libnvidia-ml.so.1).
+    #[arg(long, value_name = "PATH")]
+    pub nvml_lib: Option<PathBuf>,
+
+    /// A client's sealing time must be within this many seconds of the
+    /// node's clock; sealed requests are remembered that long to refuse
+    /// replays.
+    #[arg(long, value_name = "SECONDS", default_value = "300")]
+    pub replay_window: u64,
+    /// Sealed requests remembered within the window; beyond it new requests
+    /// are refused as busy (never forgotten early).
+    #[arg(long, value_name = "N", default_value = "262144")]
+    pub replay_capacity: usize,
+    /// A response frame waiting longer than this for the client to read
+    /// cancels the generation (no receipt) and frees its slot.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub send_timeout: Duration,
+    /// The whole sealed body must arrive within this.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+    /// A request head must arrive within this, on a new connection and
+    /// between keep-alive requests (so idle connections close after it).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections open at once; more are closed on accept.
+    #[arg(long, value_name = "N", default_value = "512")]
+    pub max_connections: usize,
+    /// Evidence collections at once on /attestation; more get 429.
+    #[arg(long, value_name = "N", default_value = "2")]
+    pub max_quote_generations: usize,
+    /// Sealed response chunks are padded to a multiple of this many bytes
+    /// of plaintext, so their sizes do not reveal token lengths (0: off).
+    #[arg(long, value_name = "BYTES", default_value = "256")]
+    pub pad_bucket: usize,
+    /// Tokens arriving within this interval go out in one sealed chunk,
+    /// hiding per-token timing at the cost of latency (0: off).
+    #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = parse_duration)]
+    pub coalesce: Duration,
+}
+
+/// GPU evidence policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum GpuChoice {
+    /// `required` with `--device cuda`, `off` on the CPU.
+    #[default]
+    Auto,
+    /// Collect evidence from every GPU through NVML; refuse to start without it.
+    Required,
+    /// No GPU evidence (bundles say so in the identity).
+    Off,
+}
+
+/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (examples: 250ms, 5s, 2m)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s or m)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
 }

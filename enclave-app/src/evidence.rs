@@ -1,10 +1,13 @@
 //! The node's identity and the evidence bundles that bind it to a
 //! verifier's nonce (DESIGN.md section 3).
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use cloister_attestation::Platform;
 use cloister_attestation::binding;
-use cloister_attestation::bundle::{Base64Bytes, BundleCerts, EvidenceBundle};
+use cloister_attestation::bundle::{Base64Bytes, BundleCerts, EvidenceBundle, GpuEvidence};
+use cloister_attestation_collect::nvidia_gpu::{GpuCollectError, NvidiaGpus};
 use cloister_attestation_collect::{CollectError, EvidenceSource, HostCertKind, HostCerts, Tee};
 use serde_json::{Value, json};
 
@@ -14,14 +17,38 @@ pub const GIT_REV: &str = match option_env!("CLOISTER_GIT_REV") {
     None => "unknown",
 };
 
+/// What goes into a node's identity.
+#[derive(Debug, Clone)]
+pub struct IdentityParts<'a> {
+    /// The HPKE key configuration requests are sealed to.
+    pub key_config: &'a [u8],
+    /// The receipt signer's address (`0x...`).
+    pub signer: &'a str,
+    /// `{id, weights_sha256, files: [{name, sha256, bytes}]}`.
+    pub model: Value,
+    /// Settings that change answers or what reaches the wire: device, dtype,
+    /// token limit, batching, prefix cache, padding, coalescing, replay
+    /// window, request filter version.
+    pub runtime: Value,
+    /// The receipts' EIP-712 domain and prices.
+    pub receipts: Value,
+    /// `{mode, devices: [{index, uuid, cert_chain_sha256}]}`.
+    pub gpu: Value,
+}
+
 /// The identity a node binds into every piece of evidence: its HPKE key
-/// configuration, its receipt signer, the model and the app.
-pub fn identity(key_config: &[u8], signer: &str, model_id: &str, weights_sha256: &str) -> Value {
+/// configuration, its receipt signer, the model, the app, and every runtime
+/// setting that changes answers or charges. A host controls the command
+/// line; whatever it chose is attested here for verifiers to check.
+pub fn identity(parts: IdentityParts<'_>) -> Value {
     json!({
-        "hpke_key_config": base64::engine::general_purpose::STANDARD.encode(key_config),
-        "signer": signer,
-        "model": { "id": model_id, "weights_sha256": weights_sha256 },
+        "hpke_key_config": base64::engine::general_purpose::STANDARD.encode(parts.key_config),
+        "signer": parts.signer,
+        "model": parts.model,
         "app": { "version": env!("CARGO_PKG_VERSION"), "git": GIT_REV },
+        "runtime": parts.runtime,
+        "receipts": parts.receipts,
+        "gpu": parts.gpu,
     })
 }
 
@@ -32,6 +59,9 @@ pub enum EvidenceError {
     /// The TEE interface failed.
     #[error("collecting evidence failed: {0}")]
     Collect(#[from] CollectError),
+    /// GPU evidence could not be collected.
+    #[error("collecting GPU evidence failed: {0}")]
+    Gpu(#[from] GpuCollectError),
     /// The collection task died.
     #[error("collecting evidence failed: {0}")]
     Task(String),
@@ -42,22 +72,38 @@ impl EvidenceError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Collect(e) => e.is_retryable(),
+            Self::Gpu(e) => e.is_retryable(),
             Self::Task(_) => true,
         }
     }
 }
 
 /// Produces evidence bundles for this node.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Evidence {
     source: EvidenceSource,
     identity: Value,
+    gpus: Option<Arc<NvidiaGpus>>,
+}
+
+impl std::fmt::Debug for Evidence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evidence")
+            .field("tee", &self.source.tee())
+            .field("gpus", &self.gpus.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Evidence {
-    /// Evidence from `source` for `identity`.
-    pub fn new(source: EvidenceSource, identity: Value) -> Self {
-        Self { source, identity }
+    /// Evidence from `source` (and, when given, every GPU through NVML) for
+    /// `identity`.
+    pub fn new(source: EvidenceSource, identity: Value, gpus: Option<Arc<NvidiaGpus>>) -> Self {
+        Self {
+            source,
+            identity,
+            gpus,
+        }
     }
 
     /// The identity bound into every bundle.
@@ -70,10 +116,30 @@ impl Evidence {
         self.source.tee()
     }
 
-    /// Collects fresh evidence whose report data binds `nonce` and the
-    /// identity, and wraps it in a bundle.
+    /// Collects fresh evidence whose report data binds `nonce`, the
+    /// identity and every GPU's report for the same nonce, and wraps it in a
+    /// bundle.
     pub async fn bundle(&self, nonce: [u8; 32]) -> Result<EvidenceBundle, EvidenceError> {
-        let report_data = binding::report_data(&nonce, &self.identity, std::iter::empty::<&[u8]>());
+        let gpu = match &self.gpus {
+            None => Vec::new(),
+            Some(gpus) => {
+                let gpus = gpus.clone();
+                tokio::task::spawn_blocking(move || gpus.collect(&nonce))
+                    .await
+                    .map_err(|e| EvidenceError::Task(e.to_string()))??
+                    .into_iter()
+                    .map(|g| GpuEvidence {
+                        report: Base64Bytes(g.report),
+                        cert_chain: g.cert_chain_pem,
+                    })
+                    .collect()
+            }
+        };
+        let report_data = binding::report_data(
+            &nonce,
+            &self.identity,
+            gpu.iter().map(|g: &GpuEvidence| g.report.0.as_slice()),
+        );
         let source = self.source.clone();
         let collected = tokio::task::spawn_blocking(move || source.collect(&report_data))
             .await
@@ -88,7 +154,7 @@ impl Evidence {
             platform,
             evidence: Base64Bytes(collected.evidence),
             certs: snp_certs(&collected.host_certs),
-            gpu: Vec::new(),
+            gpu,
             identity: self.identity.clone(),
             nonce: hex::encode(nonce),
         })

@@ -1,25 +1,19 @@
-//! From an opened OpenAI request body to the pieces of plaintext that get
+//! From a filtered OpenAI request body to the pieces of plaintext that get
 //! sealed: SSE events when streaming, the whole JSON otherwise.
 //!
-//! Parsing and validation are mistral.rs's own OpenAI layer
-//! (`mistralrs-server-core`), so the enclave accepts exactly what
-//! mistral.rs's server accepts. Nothing here logs request or response text.
+//! Every body first passes the request filter
+//! ([`cloister_protocol::request_filter`]: text content only, an explicit
+//! allowlist of fields, no URLs, files, tools or web search); then
+//! mistral.rs's own OpenAI layer (`mistralrs-server-core`) parses it. Nothing
+//! here logs request or response text.
 
 use std::sync::Arc;
 
+use cloister_protocol::request_filter::{ApiKind, FilteredRequest, RequestRejected};
 use mistralrs_core::{MistralRs, Response};
 use mistralrs_server_core::openai::{ChatCompletionRequest, CompletionRequest};
 use serde_json::Value;
 use tokio::sync::mpsc;
-
-/// Which OpenAI endpoint the body is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ApiKind {
-    /// `chat/completions` (the body has `messages`).
-    Chat,
-    /// `completions` (the body has `prompt`).
-    Completion,
-}
 
 /// Why a request cannot be served. `client_message` is safe to seal back to
 /// the client; `code` is safe to show the router (it carries no text of the
@@ -27,17 +21,12 @@ pub enum ApiKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InferenceError {
-    /// Not JSON, or neither a chat nor a completion request.
+    /// The request filter refused the body (it names the field).
+    #[error("{}", .0.message)]
+    Refused(RequestRejected),
+    /// A filtered body that mistral.rs's request types do not take.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// `max_tokens` above this node's limit.
-    #[error("max_tokens {requested} exceeds this node's limit of {limit}")]
-    MaxTokensExceeded {
-        /// Requested.
-        requested: u64,
-        /// Limit.
-        limit: u64,
-    },
     /// mistral.rs rejected the request (unknown model, bad parameter, ...).
     #[error("request rejected by the model: {0}")]
     Rejected(String),
@@ -50,8 +39,8 @@ impl InferenceError {
     /// Stable code for error frames and logs.
     pub fn code(&self) -> &'static str {
         match self {
+            Self::Refused(rejected) => rejected.code.as_str(),
             Self::InvalidRequest(_) => "invalid_request",
-            Self::MaxTokensExceeded { .. } => "max_tokens_exceeded",
             Self::Rejected(_) => "rejected",
             Self::Engine(_) => "engine_error",
         }
@@ -64,6 +53,9 @@ impl InferenceError {
 
     /// The OpenAI-shaped error body sealed back to the client.
     pub fn client_body(&self) -> Value {
+        if let Self::Refused(rejected) = self {
+            return rejected.openai_error();
+        }
         let message = match self {
             Self::Engine(detail) => format!("the model failed while generating: {detail}"),
             other => other.to_string(),
@@ -72,6 +64,7 @@ impl InferenceError {
             "error": {
                 "message": message,
                 "type": if self.is_client_error() { "invalid_request_error" } else { "server_error" },
+                "param": null,
                 "code": self.code(),
             }
         })
@@ -163,60 +156,20 @@ impl std::fmt::Debug for Generation {
     }
 }
 
-/// Classifies and checks an opened body: JSON object, chat or completion,
-/// `max_tokens` within `max_tokens_limit` (filled in when absent).
-pub fn prepare(body: &[u8], max_tokens_limit: u64) -> Result<(ApiKind, Value), InferenceError> {
-    let mut json: Value = serde_json::from_slice(body)
-        .map_err(|e| InferenceError::InvalidRequest(format!("body is not JSON: {e}")))?;
-    let object = json
-        .as_object_mut()
-        .ok_or_else(|| InferenceError::InvalidRequest("body is not a JSON object".into()))?;
-    let kind = match (
-        object.contains_key("messages"),
-        object.contains_key("prompt"),
-    ) {
-        (true, false) => ApiKind::Chat,
-        (false, true) => ApiKind::Completion,
-        _ => {
-            return Err(InferenceError::InvalidRequest(
-                "expected a chat request (with `messages`) or a completion request (with `prompt`)"
-                    .into(),
-            ));
-        }
-    };
-    let requested = ["max_tokens", "max_completion_tokens"]
-        .iter()
-        .find_map(|k| object.get(*k).and_then(Value::as_u64));
-    match requested {
-        Some(requested) if requested > max_tokens_limit => {
-            return Err(InferenceError::MaxTokensExceeded {
-                requested,
-                limit: max_tokens_limit,
-            });
-        }
-        Some(requested) => {
-            object.insert("max_tokens".into(), requested.into());
-        }
-        None => {
-            object.insert("max_tokens".into(), max_tokens_limit.into());
-        }
-    }
-    object.remove("max_completion_tokens");
-    Ok((kind, json))
-}
-
-/// Parses with mistral.rs's OpenAI layer and submits to the engine.
+/// Parses a filtered request with mistral.rs's OpenAI layer and submits it
+/// to the engine.
 pub async fn submit(
     engine: &Arc<MistralRs>,
     model_id: &str,
-    kind: ApiKind,
-    json: Value,
+    request: FilteredRequest,
 ) -> Result<Generation, InferenceError> {
     let (tx, rx) = mpsc::channel(16);
-    let max_tokens = json
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(u64::MAX);
+    let FilteredRequest {
+        kind,
+        body: json,
+        max_tokens,
+        ..
+    } = request;
     let parsed = match kind {
         ApiKind::Chat => {
             let request: ChatCompletionRequest = serde_json::from_value(json)

@@ -1,16 +1,37 @@
-//! Finding, hashing and loading the model.
+//! Finding, hashing and staging the model.
 //!
-//! A model is a `.gguf` file (or a directory holding exactly one), or a
+//! A model is a `.gguf` file, or a directory holding one `.gguf` file, or a
 //! directory with `config.json`, `tokenizer.json` and `*.safetensors`. Its
-//! identity is its id and the SHA-256 of its files, which auditors reproduce
-//! with coreutils (see [`weights_digest`]).
+//! identity is its id and `weights_sha256`, the SHA-256 of a `sha256sum`
+//! manifest of its files (see [`manifest_digest`]):
+//!
+//! - for a directory, every file directly in it (symbolic links to regular
+//!   files are followed, as in a Hugging Face cache snapshot), because
+//!   mistral.rs reads more than the weights from it (chat templates,
+//!   generation and processor configs...). A directory holding anything
+//!   else (a subdirectory, a link to a directory, a dangling link, a pipe,
+//!   socket or device, a name that is not UTF-8 or that `sha256sum` would
+//!   escape) is refused with [`ModelError::UnaccountedEntry`];
+//! - for a `.gguf` given as a file, that one file.
+//!
+//! [`stage`] copies the files into guest memory while hashing them, so the
+//! engine loads exactly the bytes the identity attests. [`digest_in_place`]
+//! is for models too big to hold twice in memory.
 
-use std::fs::File;
+mod error;
+mod manifest;
+mod scan;
+mod staging;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use sha2::{Digest, Sha256};
+pub use error::{ModelError, UnaccountedKind};
+pub use manifest::{ManifestEntry, digest_in_place, manifest_digest};
+pub use staging::{StagedModel, stage};
+
+use error::io;
+use scan::{NamedFile, kind_of, list_model_directory, manifest_name, open_regular};
 
 /// The files and layout of a model on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,51 +50,13 @@ pub enum ModelFormat {
     },
 }
 
-/// Why the model cannot be used. Checked before anything is loaded, so a
-/// bad path fails at start with this message and nothing else.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ModelError {
-    /// The path does not exist.
-    #[error("model path {0} does not exist")]
-    NotFound(PathBuf),
-    /// A directory that holds no recognisable model.
-    #[error(
-        "{path} holds no model: expected a .gguf file, or config.json + tokenizer.json + *.safetensors ({found})"
-    )]
-    UnrecognisedLayout {
-        /// The directory.
-        path: PathBuf,
-        /// What was found there.
-        found: String,
-    },
-    /// Several GGUF files where one was expected.
-    #[error("{path} holds several .gguf files ({files}); pass the one to serve")]
-    AmbiguousGguf {
-        /// The directory.
-        path: PathBuf,
-        /// The files.
-        files: String,
-    },
-    /// A file that claims to be GGUF but is not.
-    #[error("{0} is not a GGUF file (no GGUF magic at its start)")]
-    NotGguf(PathBuf),
-    /// A file that cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// mistral.rs refused the files (corrupt, truncated, unsupported architecture).
-    #[error("mistral.rs could not load the model from {path}: {message}")]
-    Load {
-        /// The model path.
-        path: PathBuf,
-        /// mistral.rs's message.
-        message: String,
-    },
+/// What the manifest of a model covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestScope {
+    /// Every file in the model's directory.
+    Directory,
+    /// The one GGUF file the model path named.
+    File,
 }
 
 /// A model found on disk.
@@ -85,113 +68,104 @@ pub struct ModelSource {
     pub format: ModelFormat,
     /// The files its identity covers, sorted by name.
     pub files: Vec<PathBuf>,
-}
-
-const TOKENIZER_AND_CONFIG: [&str; 4] = [
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "generation_config.json",
-];
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError + '_ {
-    move |source| ModelError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-fn names_with(dir: &Path, extension: &str) -> Result<Vec<String>, ModelError> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
-        let entry = entry.map_err(io(dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(extension) && entry.path().is_file() {
-            names.push(name);
-        }
-    }
-    names.sort();
-    Ok(names)
+    /// Whether those are every file in the directory or one named file.
+    pub scope: ManifestScope,
 }
 
 impl ModelSource {
     /// Finds the model at `path`. `id` defaults to the file stem or
     /// directory name.
     pub fn resolve(path: &Path, id: Option<String>) -> Result<Self, ModelError> {
-        if !path.exists() {
-            return Err(ModelError::NotFound(path.to_owned()));
-        }
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ModelError::NotFound(path.to_owned()));
+            }
+            Err(e) => return Err(io(path)(e)),
+        };
         let default_id = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".to_owned());
         let id = id.unwrap_or(default_id);
-        if path.is_file() {
-            return Self::gguf(path, id);
+        if meta.is_file() {
+            return Self::gguf_file(path, id);
         }
-        let ggufs = names_with(path, ".gguf")?;
-        let safetensors = names_with(path, ".safetensors")?;
-        match (ggufs.as_slice(), safetensors.is_empty()) {
-            ([one], true) => Self::gguf(&path.join(one), id),
+        if !meta.is_dir() {
+            return Err(ModelError::UnaccountedEntry {
+                path: path.to_owned(),
+                kind: kind_of(meta.file_type()),
+            });
+        }
+        let files = list_model_directory(path)?;
+        let with = |extension: &str| -> Vec<&NamedFile> {
+            files
+                .iter()
+                .filter(|f| f.name.ends_with(extension))
+                .collect()
+        };
+        let (ggufs, safetensors) = (with(".gguf"), with(".safetensors"));
+        let format = match (ggufs.as_slice(), safetensors.is_empty()) {
+            ([one], true) => {
+                check_gguf_magic(&one.path)?;
+                ModelFormat::Gguf {
+                    dir: path.to_owned(),
+                    file: one.name.clone(),
+                }
+            }
             ([], false) => {
-                let mut files: Vec<PathBuf> = safetensors.iter().map(|n| path.join(n)).collect();
-                for name in TOKENIZER_AND_CONFIG {
-                    let file = path.join(name);
-                    if file.is_file() {
-                        files.push(file);
-                    } else if matches!(name, "config.json" | "tokenizer.json") {
+                for required in ["config.json", "tokenizer.json"] {
+                    if !files.iter().any(|f| f.name == required) {
                         return Err(ModelError::UnrecognisedLayout {
                             path: path.to_owned(),
-                            found: format!("{} safetensors files but no {name}", safetensors.len()),
+                            found: format!(
+                                "{} safetensors files but no {required}",
+                                safetensors.len()
+                            ),
                         });
                     }
                 }
-                files.sort();
-                Ok(Self {
-                    id,
-                    format: ModelFormat::Safetensors {
-                        dir: path.to_owned(),
-                    },
-                    files,
-                })
+                ModelFormat::Safetensors {
+                    dir: path.to_owned(),
+                }
             }
-            ([], true) => Err(ModelError::UnrecognisedLayout {
-                path: path.to_owned(),
-                found: "no .gguf or .safetensors files".into(),
-            }),
-            (many, _) => Err(ModelError::AmbiguousGguf {
-                path: path.to_owned(),
-                files: many.join(", "),
-            }),
-        }
+            ([], true) => {
+                return Err(ModelError::UnrecognisedLayout {
+                    path: path.to_owned(),
+                    found: "no .gguf or .safetensors files".into(),
+                });
+            }
+            (many, _) => {
+                return Err(ModelError::AmbiguousGguf {
+                    path: path.to_owned(),
+                    files: many
+                        .iter()
+                        .map(|f| f.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        };
+        Ok(Self {
+            id,
+            format,
+            files: files.into_iter().map(|f| f.path).collect(),
+            scope: ManifestScope::Directory,
+        })
     }
 
-    fn gguf(file: &Path, id: String) -> Result<Self, ModelError> {
-        let mut magic = [0u8; 4];
-        File::open(file)
-            .and_then(|mut f| f.read_exact(&mut magic))
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => ModelError::NotGguf(file.to_owned()),
-                _ => ModelError::Io {
-                    path: file.to_owned(),
-                    source: e,
-                },
-            })?;
-        if &magic != b"GGUF" {
-            return Err(ModelError::NotGguf(file.to_owned()));
-        }
-        let dir = file
-            .parent()
-            .map(Path::to_owned)
-            .unwrap_or_else(|| PathBuf::from("."));
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| ModelError::NotGguf(file.to_owned()))?;
+    fn gguf_file(file: &Path, id: String) -> Result<Self, ModelError> {
+        let name = manifest_name(file)?;
+        check_gguf_magic(file)?;
+        let dir = match file.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+            _ => PathBuf::from("."),
+        };
         Ok(Self {
             id,
             format: ModelFormat::Gguf { dir, file: name },
             files: vec![file.to_owned()],
+            scope: ManifestScope::File,
         })
     }
 
@@ -213,66 +187,94 @@ impl ModelSource {
     }
 }
 
-/// The digest of a model's files, as auditors reproduce it:
-///
-/// ```sh
-/// cd <model dir> && sha256sum <files, sorted by name> | sha256sum
-/// ```
-///
-/// i.e. SHA-256 over the lines `<hex sha256>  <file name>\n` in file-name
-/// order. `progress(done_bytes, total_bytes)` is called as hashing proceeds.
-pub fn weights_digest(
-    files: &[PathBuf],
-    mut progress: impl FnMut(u64, u64),
-) -> Result<String, ModelError> {
-    let total: u64 = files
-        .iter()
-        .filter_map(|f| std::fs::metadata(f).ok())
-        .map(|m| m.len())
-        .sum();
-    let mut done = 0u64;
-    let mut manifest = String::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut sorted: Vec<&PathBuf> = files.iter().collect();
-    sorted.sort_by_key(|f| f.file_name().map(|n| n.to_owned()));
-    for file in sorted {
-        let mut f = File::open(file).map_err(io(file))?;
-        let mut hasher = Sha256::new();
-        loop {
-            let n = f.read(&mut buf).map_err(io(file))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(buf.get(..n).unwrap_or_default());
-            done += n as u64;
-            progress(done, total);
-        }
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        manifest.push_str(&format!("{}  {name}\n", hex::encode(hasher.finalize())));
+fn check_gguf_magic(file: &Path) -> Result<(), ModelError> {
+    let (mut handle, _) = open_regular(file)?;
+    let mut magic = [0u8; 4];
+    handle.read_exact(&mut magic).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => ModelError::NotGguf(file.to_owned()),
+        _ => io(file)(e),
+    })?;
+    if &magic != b"GGUF" {
+        return Err(ModelError::NotGguf(file.to_owned()));
     }
-    Ok(hex::encode(Sha256::digest(manifest.as_bytes())))
+    Ok(())
 }
 
-/// Hashes the model's files, logging progress every few seconds.
-pub fn digest_with_progress(source: &ModelSource) -> Result<String, ModelError> {
-    let started = Instant::now();
-    let mut last_log = Instant::now();
-    let size = source.size();
-    tracing::info!(model = %source.id, files = source.files.len(), bytes = size, "hashing model files");
-    let digest = weights_digest(&source.files, |done, total| {
-        if last_log.elapsed().as_secs() >= 3 {
-            last_log = Instant::now();
-            let percent = done.saturating_mul(100) / total.max(1);
-            tracing::info!(percent, done_bytes = done, "hashing model files");
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    #[test]
+    fn a_directory_with_one_gguf_covers_every_file_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.gguf"), b"GGUF....").unwrap();
+        std::fs::write(dir.path().join("chat_template.json"), b"{}").unwrap();
+        let source = ModelSource::resolve(dir.path(), Some("m".into())).unwrap();
+        assert_eq!(source.scope, ManifestScope::Directory);
+        assert_eq!(
+            source.files,
+            [
+                dir.path().join("chat_template.json"),
+                dir.path().join("m.gguf")
+            ]
+        );
+        assert!(matches!(source.format, ModelFormat::Gguf { ref file, .. } if file == "m.gguf"));
+    }
+
+    #[test]
+    fn a_gguf_file_covers_itself_and_refuses_in_place_loading_beside_a_template() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.gguf");
+        std::fs::write(&file, b"GGUF....").unwrap();
+        let source = ModelSource::resolve(&file, None).unwrap();
+        assert_eq!(source.id, "m");
+        assert_eq!(source.scope, ManifestScope::File);
+        assert_eq!(source.files, std::slice::from_ref(&file));
+        digest_in_place(&source, |_, _| {}).unwrap();
+
+        std::fs::write(dir.path().join("chat_template.json"), b"{}").unwrap();
+        match digest_in_place(&source, |_, _| {}).unwrap_err() {
+            ModelError::UnhashedSibling { path } => {
+                assert_eq!(path, dir.path().join("chat_template.json"));
+            }
+            other => panic!("unexpected {other}"),
         }
-    })?;
-    tracing::info!(
-        weights_sha256 = %digest,
-        seconds = started.elapsed().as_secs_f32(),
-        "model files hashed"
-    );
-    Ok(digest)
+    }
+
+    #[test]
+    fn a_file_added_after_resolving_is_seen_when_hashing_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.gguf"), b"GGUF....").unwrap();
+        let source = ModelSource::resolve(dir.path(), None).unwrap();
+        std::fs::write(dir.path().join("chat_template.jinja"), b"{{ evil }}").unwrap();
+        match digest_in_place(&source, |_, _| {}).unwrap_err() {
+            ModelError::ListingChanged { change, .. } => {
+                assert_eq!(change, "added: [chat_template.jinja]; removed: []");
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+
+    #[test]
+    fn safetensors_without_a_tokenizer_or_a_non_gguf_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), b"x").unwrap();
+        std::fs::write(dir.path().join("config.json"), b"{}").unwrap();
+        assert!(matches!(
+            ModelSource::resolve(dir.path(), None),
+            Err(ModelError::UnrecognisedLayout { .. })
+        ));
+        let file = dir.path().join("fake.gguf");
+        std::fs::write(&file, b"GGU").unwrap();
+        assert!(matches!(
+            ModelSource::resolve(&file, None),
+            Err(ModelError::NotGguf(_))
+        ));
+        assert!(matches!(
+            ModelSource::resolve(&dir.path().join("missing"), None),
+            Err(ModelError::NotFound(_))
+        ));
+    }
 }

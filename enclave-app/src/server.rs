@@ -1,112 +1,33 @@
 //! The HTTP surface: `GET /attestation`, `POST /v1/sealed`, `GET /healthz`.
 //!
 //! [`app`] returns the router (tests drive it with `oneshot`); [`serve`]
-//! takes a bound listener and a shutdown future, and on shutdown stops
-//! admitting requests and lets the ones in flight finish.
+//! takes a bound listener, connection limits and a shutdown future, and on
+//! shutdown stops admitting requests and lets the ones in flight finish.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use cloister_protocol::{NodeKeys, ReceiptDomain};
-use mistralrs_core::MistralRs;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
-use crate::admission::Admission;
-use crate::evidence::Evidence;
-use crate::replay::ReplayCache;
+use crate::http_server::{self, ConnectionLimits};
 use crate::sealed;
-
-/// Per-request limits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Largest (and default) max_tokens.
-    pub max_tokens: u64,
-    /// Largest sealed body in bytes.
-    pub max_request_bytes: usize,
-}
-
-/// Everything the handlers share.
-pub struct AppState {
-    /// The inference engine.
-    pub engine: Arc<MistralRs>,
-    /// The model id clients name.
-    pub model_id: String,
-    /// HPKE and receipt-signing keys.
-    pub keys: NodeKeys,
-    /// Evidence for `/attestation`.
-    pub evidence: Evidence,
-    /// Receipts' EIP-712 domain.
-    pub receipt_domain: ReceiptDomain,
-    /// Admission control.
-    pub admission: Admission,
-    /// Sealed requests already served.
-    pub replay: ReplayCache,
-    /// Limits.
-    pub limits: Limits,
-    shutting_down: AtomicBool,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("model_id", &self.model_id)
-            .field("signer", &self.keys.signer_address())
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
-
-impl AppState {
-    /// State for a node.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        engine: Arc<MistralRs>,
-        model_id: String,
-        keys: NodeKeys,
-        evidence: Evidence,
-        receipt_domain: ReceiptDomain,
-        admission: Admission,
-        limits: Limits,
-    ) -> Self {
-        Self {
-            engine,
-            model_id,
-            keys,
-            evidence,
-            receipt_domain,
-            admission,
-            replay: ReplayCache::new(1 << 20),
-            limits,
-            shutting_down: AtomicBool::new(false),
-        }
-    }
-
-    /// Whether the node is draining.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
-    }
-
-    /// Stops admitting new sealed requests.
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-}
+use crate::state::AppState;
 
 /// The router.
 pub fn app(state: Arc<AppState>) -> Router {
-    let body_limit = state.limits.max_request_bytes;
     Router::new()
         .route("/attestation", get(attestation))
+        // The handler admits the request before it reads the body, and reads
+        // it with its own size limit and deadline.
         .route(
             "/v1/sealed",
-            post(sealed::handle).layer(DefaultBodyLimit::max(body_limit)),
+            post(sealed::handle).layer(DefaultBodyLimit::disable()),
         )
         .route("/healthz", get(healthz))
         .with_state(state)
@@ -116,6 +37,7 @@ pub fn app(state: Arc<AppState>) -> Router {
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let draining = state.clone();
@@ -127,9 +49,7 @@ pub async fn serve(
             "shutting down: no new requests; finishing those in flight"
         );
     };
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(signal)
-        .await
+    http_server::serve(listener, app(state), limits, signal).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +85,20 @@ async fn attestation(
                 "nonce must be 32 bytes as 64 hex digits",
             );
         }
+    };
+    // Quote generation is slow and serialised in the hardware: a flood of
+    // challenges must not queue without bound.
+    let Ok(_slot) = state.quote_slots.clone().try_acquire_owned() else {
+        tracing::warn!("refused: too many evidence collections at once");
+        let mut response = json_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            "evidence is being collected for other verifiers; retry shortly",
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return response;
     };
     match state.evidence.bundle(nonce).await {
         Ok(bundle) => {

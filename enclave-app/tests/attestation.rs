@@ -88,7 +88,19 @@ async fn with_configfs_tsm_the_bundle_carries_the_quote_the_kernel_made_for_our_
     }));
     let model = tiny_model();
     let root = emulator.root().to_str().unwrap().to_owned();
-    let args = args(model.path(), &["--tee", "tdx", "--configfs-root", &root]);
+    let args = args(
+        model.path(),
+        &[
+            "--tee",
+            "tdx",
+            "--configfs-root",
+            &root,
+            "--chain-id",
+            "1",
+            "--settlement-contract",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        ],
+    );
     let state = cloister_enclave::prepare(&args).await.unwrap();
     let app = cloister_enclave::server::app(state);
 
@@ -113,6 +125,10 @@ async fn asking_for_a_tee_the_machine_lacks_fails_at_start_with_advice() {
             "auto",
             "--configfs-root",
             empty.path().join("none").to_str().unwrap(),
+            "--chain-id",
+            "1",
+            "--settlement-contract",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
         ],
     );
     let err = cloister_enclave::prepare(&args)

@@ -123,8 +123,15 @@ async fn non_streaming_chat_and_completions() {
 async fn a_request_sealed_to_another_key_is_refused_before_anything_runs() {
     let (state, _model) = tiny_node(&[]).await;
     let other = NodeKeys::generate().unwrap();
-    let (sealed, _) =
-        seal_request(&other.key_config(), chat(false, 4).to_string().as_bytes()).unwrap();
+    let envelope = payer()
+        .envelope(
+            other.signer_address(),
+            &ReceiptDomain::default(),
+            unix_now(),
+            chat(false, 4).to_string().into_bytes(),
+        )
+        .unwrap();
+    let (sealed, _) = seal_request(&other.key_config(), &envelope).unwrap();
     let (status, body) = post(&cloister_enclave::server::app(state.clone()), sealed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&body).as_deref(), Some("undecryptable"));
@@ -142,11 +149,7 @@ async fn a_request_sealed_to_another_key_is_refused_before_anything_runs() {
 async fn a_replayed_request_is_refused() {
     let (state, _model) = tiny_node(&[]).await;
     let app = cloister_enclave::server::app(state.clone());
-    let (sealed, _) = seal_request(
-        &state.keys.key_config(),
-        chat(false, 4).to_string().as_bytes(),
-    )
-    .unwrap();
+    let (sealed, _) = seal(&state, &chat(false, 4));
     let (first, _) = post(&app, sealed.clone()).await;
     assert_eq!(first, StatusCode::OK);
     let (again, body) = post(&app, sealed).await;
@@ -236,10 +239,10 @@ async fn max_tokens_over_the_limit_and_invalid_json_fail_with_a_sealed_explanati
     assert_eq!(json["error"]["code"], "max_tokens_exceeded");
     assert!(json["error"]["message"].as_str().unwrap().contains("16"));
 
-    let (sealed, _) = seal_request(&state.keys.key_config(), b"{not json").unwrap();
+    let (sealed, _) = seal_bytes_at(&state, b"{not json", unix_now());
     let (status, body) = post(&cloister_enclave::server::app(state.clone()), sealed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(error_code(&body).as_deref(), Some("invalid_request"));
+    assert_eq!(error_code(&body).as_deref(), Some("not_json"));
 
     let wrong_model = serde_json::json!({"model": "not-this-one", "messages": [{"role": "user", "content": "hi"}]});
     let (status, body, _) = send(&state, &wrong_model).await;
@@ -261,9 +264,12 @@ async fn receipts_recover_to_the_attested_signer_and_altered_ones_do_not() {
     let domain = ReceiptDomain::default();
     assert_eq!(signed.recover_signer(&domain).unwrap(), attested);
 
-    let alterations: [fn(&mut cloister_protocol::UsageReceipt); 5] = [
+    let alterations: [fn(&mut cloister_protocol::UsageReceipt); 8] = [
         |r| r.completion_tokens += 1,
         |r| r.prompt_tokens -= 1,
+        |r| r.payer.0[0] ^= 1,
+        |r| r.prompt_price += 1,
+        |r| r.completion_price += 1,
         |r| r.model_id.push('x'),
         |r| r.issued_at += 1,
         |r| r.response_hash.0[0] ^= 1,

@@ -14,7 +14,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloister_protocol::{ReceiptDomain, ResponseEvent, ResponseReader, seal_request};
+use cloister_protocol::{ReceiptDomain, ResponseEvent, ResponseReader};
 use common::*;
 use futures::StreamExt as _;
 use serde_json::json;
@@ -54,31 +54,21 @@ async fn start(
     extra: &[&str],
 ) -> (
     String,
-    Arc<cloister_enclave::server::AppState>,
+    Arc<cloister_enclave::state::AppState>,
     tokio::sync::oneshot::Sender<()>,
     tokio::task::JoinHandle<()>,
     tempfile::TempDir,
 ) {
     let (state, model) = tiny_node(extra).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = state.clone();
-    let server = tokio::spawn(async move {
-        cloister_enclave::server::serve(listener, serving, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let (url, stop, server) = serve(state.clone()).await;
     (url, state, stop, server, model)
 }
 
 fn sealed_body(
-    state: &cloister_enclave::server::AppState,
+    state: &cloister_enclave::state::AppState,
     body: &serde_json::Value,
 ) -> (Vec<u8>, cloister_protocol::ResponseOpener) {
-    seal_request(&state.keys.key_config(), body.to_string().as_bytes()).unwrap()
+    seal(state, body)
 }
 
 /// Seals `request`, POSTs it to the node and checks for 200; returns the
@@ -86,7 +76,7 @@ fn sealed_body(
 async fn post_sealed(
     client: &reqwest::Client,
     url: &str,
-    state: &cloister_enclave::server::AppState,
+    state: &cloister_enclave::state::AppState,
     request: &serde_json::Value,
 ) -> (reqwest::Response, ResponseReader) {
     let (body, opener) = sealed_body(state, request);

@@ -5,8 +5,8 @@
 use std::hint::black_box;
 
 use cloister_protocol::{
-    NodeKeys, ReceiptDomain, ResponseOpener, ResponseSealer, UsageReceipt, open_request,
-    seal_request,
+    NodeKeys, PayerKey, ReceiptDomain, RequestEnvelope, ResponseOpener, ResponseSealer,
+    UsageReceipt, open_request, seal_request,
 };
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 
@@ -19,9 +19,15 @@ fn sse_event() -> Vec<u8> {
 }
 
 /// A sealer and opener for one request, the first chunk already exchanged.
-fn exchange(node: &NodeKeys, request: &[u8], sse: &[u8]) -> (ResponseSealer, ResponseOpener) {
+fn exchange(
+    node: &NodeKeys,
+    request: &RequestEnvelope,
+    sse: &[u8],
+) -> (ResponseSealer, ResponseOpener) {
     let (body, mut opener) = seal_request(&node.key_config(), request).unwrap();
-    let mut sealer = open_request(node, &body).unwrap().sealer;
+    let mut sealer = open_request(node, &ReceiptDomain::default(), &body)
+        .unwrap()
+        .sealer;
     opener.push(&sealer.seal_chunk(sse).unwrap()).unwrap();
     (sealer, opener)
 }
@@ -29,8 +35,16 @@ fn exchange(node: &NodeKeys, request: &[u8], sse: &[u8]) -> (ResponseSealer, Res
 fn bench(c: &mut Criterion) {
     let node = NodeKeys::generate().unwrap();
     let config = node.key_config();
-    let request = vec![b'x'; 2048];
     let domain = ReceiptDomain::default();
+    let payer = PayerKey::generate();
+    let request = payer
+        .envelope(
+            node.signer_address(),
+            &domain,
+            1_763_700_000,
+            vec![b'x'; 2048],
+        )
+        .unwrap();
     let sse = sse_event();
     assert_eq!(sse.len(), 200);
     let sse = &sse[..];
@@ -40,7 +54,7 @@ fn bench(c: &mut Criterion) {
     });
     let (body, _) = seal_request(&config, &request).unwrap();
     c.bench_function("open_request_2KiB", |b| {
-        b.iter(|| open_request(black_box(&node), black_box(&body)).unwrap())
+        b.iter(|| open_request(black_box(&node), &domain, black_box(&body)).unwrap())
     });
     let (mut sealer, _) = exchange(&node, &request, sse);
     c.bench_function("seal_chunk_200B", |b| {
@@ -70,9 +84,12 @@ fn bench(c: &mut Criterion) {
     let receipt = UsageReceipt {
         request_id: [1; 32].into(),
         node_signer: node.signer_address(),
+        payer: payer.address(),
         model_id: "smollm2-135m-instruct-q4_1".into(),
         prompt_tokens: 42,
         completion_tokens: 1337,
+        prompt_price: 1,
+        completion_price: 3,
         request_hash: [2; 32].into(),
         response_hash: [3; 32].into(),
         issued_at: 1_763_700_000,

@@ -120,6 +120,11 @@ pub enum NotSealedReason {
     WrongKeyId { expected: u8, found: u8 },
     #[error("unsupported suite: KEM {kem:#06x}, KDF {kdf:#06x}, AEAD {aead:#06x}")]
     UnsupportedSuite { kem: u16, kdf: u16, aead: u16 },
+    #[error("non-canonical encoding at byte {offset}: {problem}")]
+    NonCanonical {
+        offset: usize,
+        problem: &'static str,
+    },
     #[error("{0}")]
     Cipher(CipherFault),
 }
@@ -130,12 +135,16 @@ pub enum NotSealedReason {
 pub enum OpenError {
     #[error("request not sealed to this node's key or corrupted: {0}")]
     NotSealedToThisNode(NotSealedReason),
+    #[error("the opened request is not a valid envelope: {0}")]
+    BadEnvelope(#[from] crate::envelope::EnvelopeError),
     #[error("response chunk failed to open (tampered, reordered, or from another request): {0}")]
     ResponseCorrupted(CipherFault),
     #[error("response truncated: the final chunk never arrived")]
     Truncated,
     #[error("the final response chunk carries {len} bytes of plaintext; this protocol sends none")]
     NonEmptyFinalChunk { len: usize },
+    #[error("a response record is malformed: {0}")]
+    BadRecord(#[from] crate::padding::RecordError),
     #[error("the opener failed earlier; the response cannot be trusted")]
     AfterError,
 }

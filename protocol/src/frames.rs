@@ -52,7 +52,9 @@ pub struct ErrorFrame {
     pub retryable: bool,
 }
 
-/// One frame.
+/// One frame. (Frames are handled one at a time, so the receipt variant's
+/// size does not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     Ciphertext(Vec<u8>),

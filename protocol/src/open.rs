@@ -1,14 +1,19 @@
 //! Enclave side: open a sealed request with the node's key, then seal the
 //! response chunk by chunk.
 
+use alloy_primitives::Address;
 use sha2::{Digest, Sha256};
 
 use crate::{
+    canonical,
+    envelope::RequestEnvelope,
     error::{CipherFault, NotSealedReason, OpenError, SealError},
     frames::MAX_FRAME_PAYLOAD,
     keyconfig::{KEM_X25519, SUITE, X25519_LEN},
     keys::NodeKeys,
+    padding::{self, DEFAULT_PAD_BUCKET, MAX_PAD_BUCKET},
     pipe::{self, Pipe},
+    receipt::ReceiptDomain,
     seal::SCRATCH_LEN,
 };
 
@@ -16,15 +21,23 @@ use crate::{
 const HEADER_LEN: usize = 7;
 
 /// The largest plaintext one [`ResponseSealer::seal_chunk`] call takes, so that
-/// its output always fits in one frame (chunked OHTTP adds 16 bytes of tag and
-/// up to 4 of length per 16 KiB, and the 16-byte response nonce once).
-pub const MAX_SEAL_PLAINTEXT: usize = MAX_FRAME_PAYLOAD - 32 * 1024;
+/// its output always fits in one frame: the record header and at most
+/// [`MAX_PAD_BUCKET`] of padding, then chunked OHTTP's 16 bytes of tag and up
+/// to 4 of length per 16 KiB, and the 16-byte response nonce once.
+pub const MAX_SEAL_PLAINTEXT: usize = MAX_FRAME_PAYLOAD - MAX_PAD_BUCKET - 32 * 1024;
 
-/// A request opened by the enclave.
+/// A request opened by the enclave, its payer's authorization verified.
 pub struct OpenedRequest {
-    /// The client's request body. Never log it.
-    pub plaintext: Vec<u8>,
-    /// SHA-256 of the sealed body as received; goes into the receipt.
+    /// The client's OpenAI request body. Never log it.
+    pub body: Vec<u8>,
+    /// The client's clock when it sealed the request (Unix seconds): check it
+    /// against a replay window.
+    pub issued_at: u64,
+    /// The payer who authorized this request (signature checked).
+    pub payer: Address,
+    /// SHA-256 of the sealed body as received (a canonical encoding, so the
+    /// client, the router and the enclave all compute the same value); goes
+    /// into the receipt.
     pub request_hash: [u8; 32],
     /// SHA-256 of the request's HPKE encapsulated key: unique per sealed
     /// request, the same every time the same body is replayed. Keep these in a
@@ -37,7 +50,9 @@ pub struct OpenedRequest {
 impl std::fmt::Debug for OpenedRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenedRequest")
-            .field("plaintext_len", &self.plaintext.len())
+            .field("body_len", &self.body.len())
+            .field("issued_at", &self.issued_at)
+            .field("payer", &self.payer)
             .field(
                 "request_hash",
                 &alloy_primitives::hex::encode(self.request_hash),
@@ -48,9 +63,18 @@ impl std::fmt::Debug for OpenedRequest {
 }
 
 /// Opens a request body sealed with [`seal_request`](crate::seal_request) to
-/// `keys`. Anything not sealed to this node's current key, or altered in any
-/// bit, fails with [`OpenError::NotSealedToThisNode`].
-pub fn open_request(keys: &NodeKeys, body: &[u8]) -> Result<OpenedRequest, OpenError> {
+/// `keys` and checks its envelope: the payer's authorization must be signed
+/// for this node's receipt signer in `domain`.
+///
+/// Anything not sealed to this node's current key, altered in any bit, or
+/// re-encoded (a non-minimal chunk length, see `canonical.rs`) fails with
+/// [`OpenError::NotSealedToThisNode`]; a bad envelope or payer signature with
+/// [`OpenError::BadEnvelope`].
+pub fn open_request(
+    keys: &NodeKeys,
+    domain: &ReceiptDomain,
+    body: &[u8],
+) -> Result<OpenedRequest, OpenError> {
     let not_sealed = OpenError::NotSealedToThisNode;
     let min = HEADER_LEN + X25519_LEN;
     let (Some(header), Some(enc)) = (body.get(..HEADER_LEN), body.get(HEADER_LEN..min)) else {
@@ -60,6 +84,7 @@ pub fn open_request(keys: &NodeKeys, body: &[u8]) -> Result<OpenedRequest, OpenE
         }));
     };
     check_header(keys.key_id(), header).map_err(not_sealed)?;
+    canonical::check_request_chunks(body, min).map_err(not_sealed)?;
 
     let cipher = |e: &std::io::Error| not_sealed(NotSealedReason::Cipher(CipherFault::from_io(e)));
     let mut request = keys.server().clone().decapsulate_stream(body);
@@ -75,14 +100,25 @@ pub fn open_request(keys: &NodeKeys, body: &[u8]) -> Result<OpenedRequest, OpenE
     let writer = request
         .response(sink.clone())
         .map_err(|e| not_sealed(NotSealedReason::Cipher(CipherFault::from_ohttp(&e))))?;
+    let envelope = RequestEnvelope::parse(&plaintext)?;
+    envelope.verify_payer(keys.signer_address(), domain)?;
+    let RequestEnvelope {
+        issued_at,
+        payer,
+        body: request_body,
+        ..
+    } = envelope;
     Ok(OpenedRequest {
-        plaintext,
+        body: request_body,
+        issued_at,
+        payer,
         request_hash: Sha256::digest(body).into(),
         replay_id: Sha256::digest(enc).into(),
         sealer: ResponseSealer {
             writer: Box::new(writer),
             sink,
             hasher: Sha256::new(),
+            pad_bucket: DEFAULT_PAD_BUCKET,
             emitted: 0,
             failed: false,
         },
@@ -114,21 +150,31 @@ fn check_header(key_id: u8, header: &[u8]) -> Result<(), NotSealedReason> {
 
 /// Seals the response to one request. Each [`seal_chunk`](Self::seal_chunk)
 /// call returns the payload of one ciphertext frame; [`finish`](Self::finish)
-/// returns the last one, holding the chunk marked final.
+/// returns the last one, holding the chunk marked final. Every chunk's
+/// plaintext is one record padded to the bucket (see `padding.rs`).
 pub struct ResponseSealer {
     /// `ohttp`'s chunked response writer; its type is not nameable.
     writer: Box<dyn futures_io::AsyncWrite + Send + Sync + Unpin>,
     sink: Pipe,
     hasher: Sha256,
+    pad_bucket: usize,
     emitted: usize,
     failed: bool,
 }
 
 impl ResponseSealer {
-    /// Seals `plaintext` (one SSE event, or a whole JSON body) and returns the
-    /// ciphertext for one frame. The first call's output also carries the
-    /// response nonce. Plaintext above 16 KiB becomes several chunks in the
-    /// same output; above [`MAX_SEAL_PLAINTEXT`] it is refused.
+    /// Pads every later chunk's plaintext to a multiple of `bucket` bytes
+    /// (default [`DEFAULT_PAD_BUCKET`]; 0 or 1 turns padding off; at most
+    /// [`MAX_PAD_BUCKET`]).
+    pub fn set_pad_bucket(&mut self, bucket: usize) {
+        self.pad_bucket = bucket.min(MAX_PAD_BUCKET);
+    }
+
+    /// Seals `plaintext` (SSE events, or a whole JSON body) as one padded
+    /// record and returns the ciphertext for one frame. The first call's
+    /// output also carries the response nonce. A record above 16 KiB becomes
+    /// several chunks in the same output; plaintext above
+    /// [`MAX_SEAL_PLAINTEXT`] is refused.
     pub fn seal_chunk(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         if plaintext.len() > MAX_SEAL_PLAINTEXT {
             return Err(SealError::ChunkTooLarge {
@@ -136,8 +182,9 @@ impl ResponseSealer {
                 max: MAX_SEAL_PLAINTEXT,
             });
         }
+        let record = padding::encode_record(plaintext, self.pad_bucket);
         self.step(|w| {
-            pipe::write_all(w, plaintext)?;
+            pipe::write_all(w, &record)?;
             pipe::flush(w)
         })
     }

@@ -20,6 +20,7 @@ impl From<&OpenedResponse> for ExpectedReceipt {
         Self {
             request_hash: r.request_hash.into(),
             response_hash: r.response_hash.into(),
+            payer: r.payer,
         }
     }
 }

@@ -2,14 +2,20 @@
 //! that the router, an auditor or a Solidity contract (`ecrecover` over the
 //! standard `eip712_signing_hash`) can check them.
 //!
+//! A receipt names who served (`nodeSigner`), who pays (`payer`: the address
+//! of the payer key that authorized the sealed request, see
+//! [`envelope`](crate::envelope)), what was served (model, token counts) and
+//! at which per-token prices, and binds the exact request and response bytes.
+//! The router cannot change any of it: the payer is inside the sealed request
+//! and the enclave signs the whole receipt.
+//!
 //! Signatures are 65 bytes `r || s || v` with `v` in {27, 28} and low `s`
 //! (what OpenZeppelin's `ECDSA.recover` accepts); anything else is rejected, so
 //! there is exactly one valid signature encoding per receipt and key.
 
 use std::borrow::Cow;
 
-use alloy_primitives::{Address, B256, FixedBytes, Signature, U256};
-use alloy_signer::SignerSync;
+use alloy_primitives::{Address, B256, FixedBytes, U256};
 use alloy_signer_local::PrivateKeySigner;
 use alloy_sol_types::{Eip712Domain, SolStruct};
 use serde::{Deserialize, Serialize};
@@ -20,9 +26,12 @@ mod sol {
         struct UsageReceipt {
             bytes32 requestId;
             address nodeSigner;
+            address payer;
             string modelId;
             uint64 promptTokens;
             uint64 completionTokens;
+            uint64 promptPrice;
+            uint64 completionPrice;
             bytes32 requestHash;
             bytes32 responseHash;
             uint64 issuedAt;
@@ -38,10 +47,17 @@ mod sol {
 pub struct UsageReceipt {
     pub request_id: B256,
     pub node_signer: Address,
+    /// The address of the payer key that authorized the sealed request.
+    pub payer: Address,
     pub model_id: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
-    /// SHA-256 of the sealed request body as the enclave received it.
+    /// Price per prompt token, in the settlement token's smallest unit.
+    pub prompt_price: u64,
+    /// Price per completion token, in the settlement token's smallest unit.
+    pub completion_price: u64,
+    /// SHA-256 of the sealed request body as the enclave received it (its
+    /// encoding is canonical: see [`open_request`](crate::open_request)).
     pub request_hash: B256,
     /// SHA-256 of all response ciphertext bytes, in order.
     pub response_hash: B256,
@@ -51,15 +67,26 @@ pub struct UsageReceipt {
 
 impl UsageReceipt {
     /// The EIP-712 `encodeType` string of the struct.
-    pub const EIP712_TYPE: &'static str = "UsageReceipt(bytes32 requestId,address nodeSigner,string modelId,uint64 promptTokens,uint64 completionTokens,bytes32 requestHash,bytes32 responseHash,uint64 issuedAt)";
+    pub const EIP712_TYPE: &'static str = "UsageReceipt(bytes32 requestId,address nodeSigner,address payer,string modelId,uint64 promptTokens,uint64 completionTokens,uint64 promptPrice,uint64 completionPrice,bytes32 requestHash,bytes32 responseHash,uint64 issuedAt)";
+
+    /// What this receipt charges: `prompt_tokens × prompt_price +
+    /// completion_tokens × completion_price`, exactly (no overflow in 256
+    /// bits), as a settlement contract computes it.
+    pub fn charge(&self) -> U256 {
+        U256::from(self.prompt_tokens) * U256::from(self.prompt_price)
+            + U256::from(self.completion_tokens) * U256::from(self.completion_price)
+    }
 
     fn to_sol(&self) -> sol::UsageReceipt {
         sol::UsageReceipt {
             requestId: self.request_id,
             nodeSigner: self.node_signer,
+            payer: self.payer,
             modelId: self.model_id.clone(),
             promptTokens: self.prompt_tokens,
             completionTokens: self.completion_tokens,
+            promptPrice: self.prompt_price,
+            completionPrice: self.completion_price,
             requestHash: self.request_hash,
             responseHash: self.response_hash,
             issuedAt: self.issued_at,
@@ -132,6 +159,8 @@ pub struct SignedReceipt {
 pub struct ExpectedReceipt {
     pub request_hash: B256,
     pub response_hash: B256,
+    /// The payer whose key authorized the request.
+    pub payer: Address,
 }
 
 /// Why a signature could not be used.
@@ -170,6 +199,8 @@ pub enum ReceiptError {
     RequestHashMismatch { expected: B256, found: B256 },
     #[error("receipt response hash {found} does not match {expected}")]
     ResponseHashMismatch { expected: B256, found: B256 },
+    #[error("receipt bills payer {found}, but the request was authorized by {expected}")]
+    PayerMismatch { expected: Address, found: Address },
 }
 
 pub(crate) fn sign(
@@ -183,37 +214,21 @@ pub(crate) fn sign(
             key: signer.address(),
         });
     }
-    let hash = receipt.signing_hash(domain);
-    let signature = signer
-        .sign_hash_sync(&hash)
-        .map_err(ReceiptError::Signing)?
-        .normalized_s();
-    Ok(SignedReceipt {
-        receipt,
-        signature: FixedBytes(signature.as_bytes()),
-    })
+    let signature = crate::signature::sign_digest(signer, &receipt.signing_hash(domain))
+        .map_err(ReceiptError::Signing)?;
+    Ok(SignedReceipt { receipt, signature })
 }
 
 impl SignedReceipt {
     /// The address whose key made this signature under `domain`.
     pub fn recover_signer(&self, domain: &ReceiptDomain) -> Result<Address, ReceiptError> {
-        let bad = ReceiptError::BadSignature;
-        let [.., v] = self.signature.0;
-        if v != 27 && v != 28 {
-            return Err(bad(SignatureFault::InvalidV { v }));
-        }
-        let signature = Signature::from_raw_array(&self.signature.0)
-            .map_err(|_| bad(SignatureFault::InvalidV { v }))?;
-        if signature.normalize_s().is_some() {
-            return Err(bad(SignatureFault::HighS));
-        }
-        signature
-            .recover_address_from_prehash(&self.receipt.signing_hash(domain))
-            .map_err(|_| bad(SignatureFault::Unrecoverable))
+        crate::signature::recover(&self.signature, &self.receipt.signing_hash(domain))
+            .map_err(ReceiptError::BadSignature)
     }
 
     /// Checks the signature, that it was made by `expected_signer`, that the
-    /// receipt names that signer, and that it carries the expected hashes.
+    /// receipt names that signer, and that it carries the expected hashes and
+    /// payer.
     pub fn verify(
         &self,
         domain: &ReceiptDomain,
@@ -244,6 +259,12 @@ impl SignedReceipt {
             return Err(ReceiptError::ResponseHashMismatch {
                 expected: expected.response_hash,
                 found: r.response_hash,
+            });
+        }
+        if r.payer != expected.payer {
+            return Err(ReceiptError::PayerMismatch {
+                expected: expected.payer,
+                found: r.payer,
             });
         }
         Ok(())

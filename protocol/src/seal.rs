@@ -3,10 +3,15 @@
 
 use sha2::{Digest, Sha256};
 
+use alloy_primitives::Address;
+
 use crate::{
     boundary::Boundary,
+    envelope::RequestEnvelope,
     error::{CipherFault, OpenError, SealError},
+    frames::MAX_FRAME_PAYLOAD,
     keyconfig::KeyConfigInfo,
+    padding::RecordReader,
     pipe::{self, Pipe},
 };
 
@@ -14,13 +19,15 @@ use crate::{
 /// that each chunk is decrypted straight into it.
 pub(crate) const SCRATCH_LEN: usize = (1 << 14) + 64;
 
-/// Seals `plaintext` (the whole OpenAI request body) to the node whose encoded
-/// key configuration is `key_config`. Returns the body to send and the opener
-/// for the response to this request alone.
+/// Seals `envelope` (the OpenAI request body with the client's time and the
+/// payer's authorization, see [`PayerKey::envelope`](crate::PayerKey::envelope))
+/// to the node whose encoded key configuration is `key_config`. Returns the
+/// body to send and the opener for the response to this request alone.
 pub fn seal_request(
     key_config: &[u8],
-    plaintext: &[u8],
+    envelope: &RequestEnvelope,
 ) -> Result<(Vec<u8>, ResponseOpener), SealError> {
+    let plaintext = envelope.encode();
     let info = KeyConfigInfo::parse(key_config)?;
     let cipher = |e: ohttp::Error| SealError::Cipher(CipherFault::from_ohttp(&e));
     let client =
@@ -28,7 +35,7 @@ pub fn seal_request(
     let sink = Pipe::default();
     let mut request = client.encapsulate_stream(sink.clone()).map_err(cipher)?;
     let io = |e: std::io::Error| SealError::Cipher(CipherFault::from_io(&e));
-    pipe::write_all(&mut request, plaintext).map_err(io)?;
+    pipe::write_all(&mut request, &plaintext).map_err(io)?;
     pipe::close(&mut request).map_err(io)?;
     let body = sink.take();
 
@@ -39,6 +46,8 @@ pub fn seal_request(
         source,
         hasher: Sha256::new(),
         request_hash: Sha256::digest(&body).into(),
+        payer: envelope.payer,
+        records: RecordReader::new(MAX_FRAME_PAYLOAD),
         scratch: vec![0; SCRATCH_LEN],
         boundary: Boundary::new(),
         held: Vec::new(),
@@ -55,6 +64,8 @@ pub struct OpenedResponse {
     pub response_hash: [u8; 32],
     /// SHA-256 of the sealed request body.
     pub request_hash: [u8; 32],
+    /// The payer that authorized the request.
+    pub payer: Address,
 }
 
 /// Opens the response to one sealed request. Feed it ciphertext as it arrives
@@ -66,6 +77,9 @@ pub struct ResponseOpener {
     source: Pipe,
     hasher: Sha256,
     request_hash: [u8; 32],
+    payer: Address,
+    /// Splits the decrypted stream into padded records.
+    records: RecordReader,
     scratch: Vec<u8>,
     /// Holds back a partially received chunk length (see `boundary.rs`).
     boundary: Boundary,
@@ -80,8 +94,8 @@ impl ResponseOpener {
         self.request_hash
     }
 
-    /// Adds ciphertext and returns the plaintext of every chunk completed by
-    /// it (possibly empty). A chunk that fails to authenticate (tampered,
+    /// Adds ciphertext and returns the data of every record completed by it
+    /// (possibly empty; padding removed). A chunk that fails to authenticate (tampered,
     /// reordered, or belonging to another request) is an error, and every later
     /// call fails too.
     pub fn push(&mut self, ciphertext: &[u8]) -> Result<Vec<u8>, OpenError> {
@@ -94,9 +108,15 @@ impl ResponseOpener {
         let n = self.boundary.releasable(&self.held).min(self.held.len());
         self.source.push(self.held.get(..n).unwrap_or_default());
         self.held.drain(..n);
-        let mut out = Vec::new();
-        match pipe::read_available(&mut *self.reader, &mut self.scratch, &mut out) {
-            Ok(false) => Ok(out),
+        let mut decrypted = Vec::new();
+        match pipe::read_available(&mut *self.reader, &mut self.scratch, &mut decrypted) {
+            Ok(false) => {
+                let mut out = Vec::new();
+                match self.records.push(&decrypted, &mut out) {
+                    Ok(()) => Ok(out),
+                    Err(e) => self.fail(e.into()),
+                }
+            }
             // The source is still open, so the reader cannot have ended.
             Ok(true) => self.fail(OpenError::ResponseCorrupted(CipherFault::Internal)),
             Err(e) => self.fail(OpenError::ResponseCorrupted(CipherFault::from_io(&e))),
@@ -121,10 +141,14 @@ impl ResponseOpener {
         self.source.close();
         let mut out = Vec::new();
         match pipe::read_available(&mut *self.reader, &mut self.scratch, &mut out) {
-            Ok(true) if out.is_empty() => Ok(OpenedResponse {
-                response_hash: self.hasher.finalize().into(),
-                request_hash: self.request_hash,
-            }),
+            Ok(true) if out.is_empty() => {
+                self.records.finish()?;
+                Ok(OpenedResponse {
+                    response_hash: self.hasher.finalize().into(),
+                    request_hash: self.request_hash,
+                    payer: self.payer,
+                })
+            }
             Ok(true) => Err(OpenError::NonEmptyFinalChunk { len: out.len() }),
             Ok(false) => Err(OpenError::ResponseCorrupted(CipherFault::Internal)),
             Err(e) => Err(match CipherFault::from_io(&e) {

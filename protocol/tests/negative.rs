@@ -10,10 +10,10 @@
 mod common;
 
 use cloister_protocol::{
-    CipherFault, KeyConfigError, NodeKeys, NotSealedReason, OpenError, SealError, open_request,
-    seal_request,
+    Address, CipherFault, EnvelopeError, KeyConfigError, NodeKeys, NotSealedReason, OpenError,
+    PayerKey, ReceiptDomain, SealError, open_request, seal_request,
 };
-use common::{Rng, seal_exchange, sse_events};
+use common::{Rng, envelope, open, payer, seal, seal_exchange, sse_events};
 
 fn not_for_this_node(
     result: Result<cloister_protocol::OpenedRequest, OpenError>,
@@ -29,8 +29,8 @@ fn request_sealed_to_another_node_fails_cleanly() {
     let node = NodeKeys::generate().unwrap();
     for _ in 0..20 {
         let other = NodeKeys::generate().unwrap();
-        let (body, _) = seal_request(&other.key_config(), b"{}").unwrap();
-        let reason = not_for_this_node(open_request(&node, &body));
+        let (body, _) = seal(&other, b"{}");
+        let reason = not_for_this_node(open(&node, &body));
         // Key ids are one random byte: most of the time they differ; when they
         // collide, HPKE decryption fails instead.
         assert!(
@@ -48,32 +48,32 @@ fn request_sealed_to_another_node_fails_cleanly() {
 #[test]
 fn every_bit_flip_in_a_request_body_is_rejected() {
     let node = NodeKeys::generate().unwrap();
-    let (body, _) = seal_request(&node.key_config(), br#"{"model":"m"}"#).unwrap();
+    let (body, _) = seal(&node, br#"{"model":"m"}"#);
     for bit in 0..body.len() * 8 {
         let mut bad = body.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        not_for_this_node(open_request(&node, &bad));
+        not_for_this_node(open(&node, &bad));
     }
     for cut in 0..body.len() {
-        not_for_this_node(open_request(&node, &body[..cut]));
+        not_for_this_node(open(&node, &body[..cut]));
     }
     let mut long = body.clone();
     long.push(0);
-    not_for_this_node(open_request(&node, &long));
+    not_for_this_node(open(&node, &long));
 }
 
 #[test]
 fn header_checks_give_specific_reasons() {
     let node = NodeKeys::generate().unwrap();
-    let (body, _) = seal_request(&node.key_config(), b"{}").unwrap();
+    let (body, _) = seal(&node, b"{}");
     assert!(matches!(
-        not_for_this_node(open_request(&node, &body[..10])),
+        not_for_this_node(open(&node, &body[..10])),
         NotSealedReason::TooShort { len: 10, min: 39 }
     ));
     let mut chacha = body.clone();
     chacha[6] = 0x03;
     assert_eq!(
-        not_for_this_node(open_request(&node, &chacha)),
+        not_for_this_node(open(&node, &chacha)),
         NotSealedReason::UnsupportedSuite {
             kem: 0x20,
             kdf: 1,
@@ -89,11 +89,11 @@ fn unusable_key_configs_are_refused_without_panicking() {
     let n = only_aes256.len();
     only_aes256[n - 1] = 0x02;
     assert!(matches!(
-        seal_request(&only_aes256, b"{}"),
+        seal_request(&only_aes256, &envelope(&node, b"{}")),
         Err(SealError::KeyConfig(KeyConfigError::NoSupportedSuite))
     ));
     assert!(matches!(
-        seal_request(&[], b"{}"),
+        seal_request(&[], &envelope(&node, b"{}")),
         Err(SealError::KeyConfig(KeyConfigError::Truncated { .. }))
     ));
 }
@@ -221,20 +221,17 @@ fn response_to_another_request_fails() {
 #[test]
 fn replayed_request_has_the_same_replay_id() {
     let node = NodeKeys::generate().unwrap();
-    let (body, _) = seal_request(&node.key_config(), b"{}").unwrap();
-    let first = open_request(&node, &body).unwrap();
-    let second = open_request(&node, &body).unwrap();
+    let (body, _) = seal(&node, b"{}");
+    let first = open(&node, &body).unwrap();
+    let second = open(&node, &body).unwrap();
     assert_eq!(first.replay_id, second.replay_id);
     assert_eq!(first.request_hash, second.request_hash);
-    let (other, _) = seal_request(&node.key_config(), b"{}").unwrap();
-    assert_ne!(
-        open_request(&node, &other).unwrap().replay_id,
-        first.replay_id
-    );
+    let (other, _) = seal(&node, b"{}");
+    assert_ne!(open(&node, &other).unwrap().replay_id, first.replay_id);
     // Debug output never shows the prompt.
     let secret_prompt = b"my secret prompt";
-    let (body, _) = seal_request(&node.key_config(), secret_prompt).unwrap();
-    let opened = open_request(&node, &body).unwrap();
+    let (body, _) = seal(&node, secret_prompt);
+    let opened = open(&node, &body).unwrap();
     assert!(!format!("{opened:?}").contains("secret"));
 }
 
@@ -249,6 +246,109 @@ fn random_garbage_never_opens() {
         body.extend_from_slice(&[0x00, 0x20, 0x00, 0x01, 0x00, 0x01]);
         let n = rng.below(200);
         body.extend(rng.bytes(n));
-        assert!(open_request(&node, &body).is_err());
+        assert!(open(&node, &body).is_err());
     }
+}
+
+/// Rewrites the first chunk length of a sealed body (at byte 39, after the
+/// header and the encapsulated key) in the next longer varint form.
+pub(crate) fn reencode_first_length(body: &[u8]) -> Vec<u8> {
+    let at = 39;
+    let width = 1usize << (body[at] >> 6);
+    let mut value = u64::from(body[at] & 0x3f);
+    for b in &body[at + 1..at + width] {
+        value = (value << 8) | u64::from(*b);
+    }
+    let longer: Vec<u8> = match width {
+        1 => vec![0x40, u8::try_from(value).unwrap()],
+        2 => (0x8000_0000u32 | u32::try_from(value).unwrap())
+            .to_be_bytes()
+            .to_vec(),
+        _ => panic!("test bodies have short first chunks"),
+    };
+    [&body[..at], &longer[..], &body[at + width..]].concat()
+}
+
+#[test]
+fn a_reencoded_body_is_refused_so_its_hash_cannot_change() {
+    let node = NodeKeys::generate().unwrap();
+    let (body, _) = seal(&node, br#"{"model":"m"}"#);
+    let reencoded = reencode_first_length(&body);
+    assert_ne!(reencoded, body);
+    assert!(matches!(
+        not_for_this_node(open(&node, &reencoded)),
+        NotSealedReason::NonCanonical { offset: 39, .. }
+    ));
+    // The canonical body still opens.
+    open(&node, &body).unwrap();
+}
+
+#[test]
+fn a_router_cannot_bill_another_payer() {
+    let node = NodeKeys::generate().unwrap();
+    let domain = ReceiptDomain::default();
+    let victim = payer();
+    let router = PayerKey::generate();
+    // The router seals its own request, claims the victim as payer, and signs
+    // with its own key.
+    let mut forged = router
+        .envelope(
+            node.signer_address(),
+            &domain,
+            1_763_700_000,
+            b"{}".to_vec(),
+        )
+        .unwrap();
+    forged.payer = victim.address();
+    let (body, _) = seal_request(&node.key_config(), &forged).unwrap();
+    assert!(matches!(
+        open(&node, &body),
+        Err(OpenError::BadEnvelope(EnvelopeError::PayerMismatch { claimed, .. })) if claimed == victim.address()
+    ));
+    // An authorization the victim made for another node, another body, time or
+    // settlement domain does not carry over.
+    let real = envelope(&node, b"{}");
+    let other_node = victim
+        .envelope(
+            Address::repeat_byte(9),
+            &domain,
+            1_763_700_000,
+            b"{}".to_vec(),
+        )
+        .unwrap();
+    let mut other_body = real.clone();
+    other_body.body = b"{\"x\":1}".to_vec();
+    let mut other_time = real.clone();
+    other_time.issued_at += 1;
+    for envelope in [other_node, other_body, other_time] {
+        let (body, _) = seal_request(&node.key_config(), &envelope).unwrap();
+        assert!(matches!(
+            open(&node, &body),
+            Err(OpenError::BadEnvelope(EnvelopeError::PayerMismatch { .. }))
+        ));
+    }
+    let (body, _) = seal_request(&node.key_config(), &real).unwrap();
+    let elsewhere = ReceiptDomain {
+        chain_id: 1,
+        ..domain
+    };
+    assert!(matches!(
+        open_request(&node, &elsewhere, &body),
+        Err(OpenError::BadEnvelope(EnvelopeError::PayerMismatch { .. }))
+    ));
+    let opened = open(&node, &body).unwrap();
+    assert_eq!(opened.payer, victim.address());
+    assert_eq!(opened.issued_at, 1_763_700_000);
+}
+
+#[test]
+fn a_malformed_payer_signature_is_refused() {
+    let node = NodeKeys::generate().unwrap();
+    let mut bad_v = envelope(&node, b"{}");
+    bad_v.payer_signature.0[64] = 29;
+    let (body, _) = seal_request(&node.key_config(), &bad_v).unwrap();
+    assert!(matches!(
+        open(&node, &body),
+        Err(OpenError::BadEnvelope(EnvelopeError::BadPayerSignature(_)))
+    ));
 }

@@ -20,9 +20,12 @@ fn sample(node: &NodeKeys) -> UsageReceipt {
     UsageReceipt {
         request_id: [0x11; 32].into(),
         node_signer: node.signer_address(),
+        payer: PAYER_ADDRESS,
         model_id: "smollm2-135m-instruct-q4_1".into(),
         prompt_tokens: 42,
         completion_tokens: 1337,
+        prompt_price: 1_000_000_000_000,
+        completion_price: 3_000_000_000_000,
         request_hash: [0x22; 32].into(),
         response_hash: [0x33; 32].into(),
         issued_at: 1_763_700_000,
@@ -33,6 +36,7 @@ fn expected(r: &UsageReceipt) -> ExpectedReceipt {
     ExpectedReceipt {
         request_hash: r.request_hash,
         response_hash: r.response_hash,
+        payer: r.payer,
     }
 }
 
@@ -202,14 +206,18 @@ fn malformed_signatures_are_rejected() {
 }
 
 const KAT_ADDRESS: Address = address!("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23");
+const PAYER_ADDRESS: Address = address!("0x1a642f0E3c3aF545E7AcBD38b07251B3990914F1");
 
 fn kat_receipt() -> UsageReceipt {
     UsageReceipt {
         request_id: [0x11; 32].into(),
         node_signer: KAT_ADDRESS,
+        payer: PAYER_ADDRESS,
         model_id: "smollm2-135m-instruct-q4_1".into(),
         prompt_tokens: 42,
         completion_tokens: 1337,
+        prompt_price: 1_000_000_000_000,
+        completion_price: 3_000_000_000_000,
         request_hash: [0x22; 32].into(),
         response_hash: [0x33; 32].into(),
         issued_at: 1_763_700_000,
@@ -220,19 +228,19 @@ fn kat_receipt() -> UsageReceipt {
 fn known_answers_from_eth_account() {
     assert_eq!(
         keccak256(UsageReceipt::EIP712_TYPE),
-        b256!("48764f6da8e0673a3b585712bc28036fa5c025fff4caac4addf5ed3807c42970")
+        b256!("ccfd6409d2e61e35525fd08092105a58970cb5244019091ed665e4f04bdf24ef")
     );
     let receipt = kat_receipt();
     assert_eq!(
         receipt.struct_hash(),
-        b256!("49264f8244d29f75edafde88254f82b18362f216a4c10f0670c3e313f29e6a84")
+        b256!("93da93dce91f13a759b64f063cfb743041c7d643ca948212475ad16878ae34a7")
     );
     let cases = [
         (
             ReceiptDomain::default(),
             b256!("e1ae3ac943ad111d3b05820405e2affd47d017ee7eb6bbf4d237218c52da5098"),
-            b256!("eeac3ed9e509dc494298a0eb0ca3bbd202415e7f3bac58d3a95cc13cc1ca05d1"),
-            "296547a4bd2947b4debbf246b3128e8e802aded3b0bd0a47e18aad72457db2b4259c2acffb51a80b6e384bf8fe486c523b4638dc02316e104a59de9101eadf3f1c",
+            b256!("b5ee431db6d8a380c69cd6f66517d4921f86ebfcc3dd2387906424d6d22c035e"),
+            "ee9e50d7a86d515209d386bd5b4cb0f6ed8d853351c5804b82f76b277155f2767e0f1a78abea580e4f579118a723dfd6ef2558c63b594be7165408bd717c8f861c",
         ),
         (
             ReceiptDomain {
@@ -240,8 +248,8 @@ fn known_answers_from_eth_account() {
                 verifying_contract: address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
             },
             b256!("16c00756468518f841631aee9f8c497d73f55bb676946f135c12b8a997493680"),
-            b256!("65f68a40de951152c7e5b63b8856ce018f5444116cbaf3708fe1dec84e623093"),
-            "80ee51ee65b216436803c26ca3a4e241171243d47a4a266a7aa1f5838485dc7777a48663a7f2ea1b4ae267c8206fa6cdb924a760ed343ec45b921a3ba4a8d8ea1b",
+            b256!("4b798b8c407521df457e77189fe79fad052c6da7b44fa33ccbadf5d6bd3b0f28"),
+            "bdb6d3f5bf93e81b3bceedc43f3e1890e2cc72f24011458f421ac5dc9c454dbf0da7a6622c3b0f0b412ece32bfa8348dd419e873b1add736979fa7705b17f5fe1c",
         ),
     ];
     for (domain, separator, signing_hash, signature) in cases {
@@ -266,4 +274,76 @@ fn known_answers_from_eth_account() {
         let ours = key.sign_hash_sync(&signing_hash).unwrap();
         assert_eq!(hex::encode(ours.as_bytes()), signature);
     }
+}
+
+#[test]
+fn payer_authorization_known_answers_from_eth_account() {
+    use cloister_protocol::{PayerKey, RequestEnvelope, envelope};
+    assert_eq!(
+        keccak256(envelope::PAYER_AUTHORIZATION_TYPE),
+        b256!("c6c937eeebbd01c98badcb58aa428e092083e0700f68404b9bba10b67bb4cd43")
+    );
+    let payer = PayerKey::from_secret(&[1; 32]).unwrap();
+    assert_eq!(payer.address(), PAYER_ADDRESS);
+    let body = br#"{"model":"smollm2","messages":[{"role":"user","content":"hi"}]}"#.to_vec();
+    let cases = [
+        (
+            ReceiptDomain::default(),
+            b256!("4b4be4b485516d8b1be9dcc8492cbeb2de92e13aa9c284b1f58fc4f7f0adca6e"),
+            "2f77e2972b9c47754dd35c72ac45411a61723272c9f859993a65d66f3b8bc6d745c0a40f8b237c7c77fe5fc942029c98579fd952db83a96bf284e1efa08236111b",
+        ),
+        (
+            ReceiptDomain {
+                chain_id: 1,
+                verifying_contract: address!("0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+            },
+            b256!("d4139bc20ddefe728e614cdd27c0d9352c341a3e5be5198951a6f0545cc1534f"),
+            "5fe41fcc28d7f1bfed2e5a1d119b6ff042af5f8916104d6de1be0bfb9761e0c138ecc0bfaf293098199cf792cf038d79f4106a37deae1765a247b4567f30f8661b",
+        ),
+    ];
+    for (domain, signing_hash, signature) in cases {
+        assert_eq!(
+            envelope::payer_authorization_digest(KAT_ADDRESS, 1_763_700_000, &body, &domain),
+            signing_hash
+        );
+        let sealed = payer
+            .envelope(KAT_ADDRESS, &domain, 1_763_700_000, body.clone())
+            .unwrap();
+        assert_eq!(hex::encode(sealed.payer_signature), signature);
+        let parsed = RequestEnvelope::parse(&sealed.encode()).unwrap();
+        parsed.verify_payer(KAT_ADDRESS, &domain).unwrap();
+    }
+}
+
+#[test]
+fn charge_is_tokens_times_prices() {
+    let r = kat_receipt();
+    assert_eq!(
+        r.charge(),
+        U256::from(42u64 * 1_000_000_000_000 + 1337 * 3_000_000_000_000)
+    );
+    let max = UsageReceipt {
+        prompt_tokens: u64::MAX,
+        prompt_price: u64::MAX,
+        completion_tokens: u64::MAX,
+        completion_price: u64::MAX,
+        ..r
+    };
+    assert_eq!(
+        max.charge(),
+        U256::from(u64::MAX) * U256::from(u64::MAX) * U256::from(2u8)
+    );
+}
+
+#[test]
+fn a_receipt_billed_to_another_payer_is_refused() {
+    let node = NodeKeys::generate().unwrap();
+    let domain = ReceiptDomain::default();
+    let signed = node.sign_receipt(sample(&node), &domain).unwrap();
+    let mut want = expected(&signed.receipt);
+    want.payer = Address::repeat_byte(0x42);
+    assert!(matches!(
+        signed.verify(&domain, node.signer_address(), &want),
+        Err(ReceiptError::PayerMismatch { .. })
+    ));
 }

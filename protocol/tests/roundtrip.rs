@@ -10,9 +10,9 @@ mod common;
 
 use cloister_protocol::{
     Frame, MAX_FRAME_PAYLOAD, MAX_SEAL_PLAINTEXT, NodeKeys, ReceiptDomain, ResponseEvent,
-    ResponseReader, SealError, open_request, seal_request,
+    ResponseReader, SealError,
 };
-use common::{Rng, encode, frames, seal_exchange, sse_events};
+use common::{Rng, encode, frames, open, seal, seal_exchange, sse_events};
 
 #[test]
 fn streaming_twenty_sse_events() {
@@ -143,8 +143,8 @@ fn empty_chunks_and_empty_response() {
 #[test]
 fn largest_chunk_fits_one_frame_and_larger_is_refused() {
     let node = NodeKeys::generate().unwrap();
-    let (body, _) = seal_request(&node.key_config(), b"{}").unwrap();
-    let mut sealer = open_request(&node, &body).unwrap().sealer;
+    let (body, _) = seal(&node, b"{}");
+    let mut sealer = open(&node, &body).unwrap().sealer;
     let ct = sealer.seal_chunk(&vec![0u8; MAX_SEAL_PLAINTEXT]).unwrap();
     assert!(ct.len() <= MAX_FRAME_PAYLOAD);
     Frame::Ciphertext(ct).encode().unwrap();
@@ -212,4 +212,42 @@ fn opener_random_splits_across_length_fields() {
         assert_eq!(got, chunks.concat(), "round {round}");
         assert_eq!(opened.response_hash, sealed.response_hash);
     }
+}
+
+#[test]
+fn chunk_sizes_do_not_reveal_token_lengths() {
+    let node = NodeKeys::generate().unwrap();
+    let event = |token: &str| {
+        format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{token}\"}}}}]}}\n\n")
+            .into_bytes()
+    };
+    let short: Vec<Vec<u8>> = ["a", "b", "c"].iter().map(|t| event(t)).collect();
+    let long: Vec<Vec<u8>> = ["antidisestablish", "mentarianism", "!"]
+        .iter()
+        .map(|t| event(t))
+        .collect();
+    let sizes = |chunks: &[Vec<u8>]| -> Vec<usize> {
+        seal_exchange(&node, b"{}", chunks)
+            .payloads
+            .iter()
+            .map(Vec::len)
+            .collect()
+    };
+    assert_eq!(
+        sizes(&short),
+        sizes(&long),
+        "same frame sizes whatever the tokens"
+    );
+
+    // Without padding the sizes differ (what the padding hides).
+    let unpadded = |chunks: &[Vec<u8>]| -> Vec<usize> {
+        let (body, _) = seal(&node, b"{}");
+        let mut sealer = open(&node, &body).unwrap().sealer;
+        sealer.set_pad_bucket(0);
+        chunks
+            .iter()
+            .map(|c| sealer.seal_chunk(c).unwrap().len())
+            .collect()
+    };
+    assert_ne!(unpadded(&short), unpadded(&long));
 }

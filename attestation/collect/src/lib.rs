@@ -10,6 +10,9 @@
 //! - [`simulated`]: a software "TEE" for development, which proves nothing;
 //! - [`EvidenceSource`]: picks one of the above ([`EvidenceSource::auto`]).
 //!
+//! GPU evidence comes alongside: [`nvidia_gpu`] asks NVIDIA
+//! confidential-computing GPUs for SPDM reports through NVML.
+//!
 //! Verifiers need collateral to check evidence; [`collateral`] fetches it
 //! from Intel PCS/PCCS and AMD KDS ([`collateral::HttpCollateral`]), reads it
 //! from disk ([`collateral::FileCollateral`]) and caches it
@@ -25,6 +28,7 @@ pub mod blame;
 pub mod cert_table;
 pub mod collateral;
 pub mod configfs_tsm;
+pub mod nvidia_gpu;
 pub mod sev_guest;
 pub mod simulated;
 mod source;
@@ -34,4 +38,5 @@ pub mod tdx_attest;
 
 pub use blame::Blame;
 pub use cert_table::{HostCert, HostCertKind, HostCerts};
+pub use nvidia_gpu::{CollectedGpu, GpuCollectError, GpuDevice, NvidiaGpus};
 pub use source::{AutoConfig, CollectError, Collected, DetectError, EvidenceSource, Tee, Via};

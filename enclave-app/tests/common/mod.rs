@@ -11,10 +11,10 @@ use axum::http::{Request, StatusCode};
 use clap::Parser;
 use cloister_attestation::bundle::EvidenceBundle;
 use cloister_enclave::EnclaveArgs;
-use cloister_enclave::server::AppState;
+use cloister_enclave::state::AppState;
 use cloister_protocol::{
-    CompleteResponse, Frame, FrameDecoder, ReceiptDomain, ResponseError, ResponseOpener,
-    ResponseReader, seal_request,
+    CompleteResponse, Frame, FrameDecoder, PayerKey, ResponseError, ResponseOpener, ResponseReader,
+    seal_request,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
@@ -107,14 +107,48 @@ pub(crate) async fn bundle(app: &Router, nonce: [u8; 32]) -> EvidenceBundle {
     EvidenceBundle::from_json(&bytes).unwrap()
 }
 
+/// The payer every test request is billed to.
+pub(crate) fn payer() -> PayerKey {
+    PayerKey::from_secret(&[0x5a; 32]).unwrap()
+}
+
+/// Now, as Unix seconds.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Seals raw body bytes to the node for [`payer`], sealed at `issued_at`.
+pub(crate) fn seal_bytes_at(
+    state: &AppState,
+    body: &[u8],
+    issued_at: u64,
+) -> (Vec<u8>, ResponseOpener) {
+    let envelope = payer()
+        .envelope(
+            state.keys.signer_address(),
+            &state.receipt_domain,
+            issued_at,
+            body.to_vec(),
+        )
+        .unwrap();
+    seal_request(&state.keys.key_config(), &envelope).unwrap()
+}
+
+/// Seals a JSON body to the node for [`payer`], sealed now.
+pub(crate) fn seal(state: &AppState, body: &Value) -> (Vec<u8>, ResponseOpener) {
+    seal_bytes_at(state, body.to_string().as_bytes(), unix_now())
+}
+
 /// Seals `body` to the node, sends it, returns status, frames and opener.
 pub(crate) async fn send(
     state: &Arc<AppState>,
     body: &Value,
 ) -> (StatusCode, Vec<u8>, ResponseOpener) {
     let app = cloister_enclave::server::app(state.clone());
-    let (sealed, opener) =
-        seal_request(&state.keys.key_config(), body.to_string().as_bytes()).unwrap();
+    let (sealed, opener) = seal(state, body);
     let (status, frames) = post(&app, sealed).await;
     (status, frames, opener)
 }
@@ -125,12 +159,7 @@ pub(crate) fn open(
     opener: ResponseOpener,
     frames: &[u8],
 ) -> Result<CompleteResponse, ResponseError> {
-    ResponseReader::new(
-        opener,
-        state.keys.signer_address(),
-        ReceiptDomain::default(),
-    )
-    .read_all(frames)
+    ResponseReader::new(opener, state.keys.signer_address(), state.receipt_domain).read_all(frames)
 }
 
 /// All frames of a body.
@@ -161,4 +190,31 @@ pub(crate) fn sse_events(plaintext: &[u8]) -> Vec<Value> {
         .filter(|data| *data != "[DONE]")
         .map(|data| serde_json::from_str(data).unwrap())
         .collect()
+}
+
+/// Serves `state` on a fresh port with the default connection limits; returns
+/// the base URL, the stop switch and the server task.
+pub(crate) async fn serve(
+    state: Arc<AppState>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        cloister_enclave::server::serve(
+            listener,
+            state,
+            cloister_enclave::http_server::ConnectionLimits::default(),
+            async {
+                let _ = stopped.await;
+            },
+        )
+        .await
+        .unwrap();
+    });
+    (url, stop, server)
 }

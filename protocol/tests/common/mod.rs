@@ -2,9 +2,36 @@
 #![allow(dead_code, unreachable_pub, clippy::cast_possible_truncation)]
 
 use cloister_protocol::{
-    Frame, NodeKeys, ReceiptDomain, ResponseOpener, SignedReceipt, UsageReceipt, open_request,
-    seal_request,
+    Frame, NodeKeys, OpenError, OpenedRequest, PayerKey, ReceiptDomain, RequestEnvelope,
+    ResponseOpener, SignedReceipt, UsageReceipt, open_request, seal_request,
 };
+
+/// The payer every test request is billed to.
+pub fn payer() -> PayerKey {
+    PayerKey::from_secret(&[0x5a; 32]).unwrap()
+}
+
+/// `body` in an envelope authorized by [`payer`] for `node`.
+pub fn envelope(node: &NodeKeys, body: &[u8]) -> RequestEnvelope {
+    payer()
+        .envelope(
+            node.signer_address(),
+            &ReceiptDomain::default(),
+            1_763_700_000,
+            body.to_vec(),
+        )
+        .unwrap()
+}
+
+/// Seals `body` to `node` for [`payer`].
+pub fn seal(node: &NodeKeys, body: &[u8]) -> (Vec<u8>, ResponseOpener) {
+    seal_request(&node.key_config(), &envelope(node, body)).unwrap()
+}
+
+/// Opens a sealed body in the default receipt domain.
+pub fn open(node: &NodeKeys, body: &[u8]) -> Result<OpenedRequest, OpenError> {
+    open_request(node, &ReceiptDomain::default(), body)
+}
 
 /// A tiny deterministic PRNG (xorshift64*), so failures reproduce.
 pub struct Rng(pub u64);
@@ -53,9 +80,10 @@ pub struct Sealed {
 }
 
 pub fn seal_exchange(node: &NodeKeys, request: &[u8], chunks: &[Vec<u8>]) -> Sealed {
-    let (body, opener) = seal_request(&node.key_config(), request).unwrap();
-    let mut opened = open_request(node, &body).unwrap();
-    assert_eq!(opened.plaintext, request);
+    let (body, opener) = seal(node, request);
+    let mut opened = open(node, &body).unwrap();
+    assert_eq!(opened.body, request);
+    assert_eq!(opened.payer, payer().address());
     let mut payloads: Vec<Vec<u8>> = chunks
         .iter()
         .map(|c| opened.sealer.seal_chunk(c).unwrap())
@@ -75,9 +103,12 @@ pub fn receipt(node: &NodeKeys, request_hash: [u8; 32], response_hash: [u8; 32])
     let receipt = UsageReceipt {
         request_id: [9; 32].into(),
         node_signer: node.signer_address(),
+        payer: payer().address(),
         model_id: "smollm2-135m".into(),
         prompt_tokens: 12,
         completion_tokens: 34,
+        prompt_price: 1,
+        completion_price: 2,
         request_hash: request_hash.into(),
         response_hash: response_hash.into(),
         issued_at: 1_763_700_000,

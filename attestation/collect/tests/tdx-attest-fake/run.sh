@@ -12,8 +12,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../../../.." && pwd)"
 build="${TDX_ATTEST_FAKE_BUILD:-${TMPDIR:-/tmp}/cloister-tdx-attest-fake}"
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang'; then
-    echo "run.sh: libclang not found; bindgen needs it (apt-get install libclang-dev)" >&2
+# shellcheck source=../../../../scripts/lib/libclang.sh
+source "$repo/scripts/lib/libclang.sh"
+if ! libclang_present; then
+    echo "run.sh: no libclang.so or libclang-N.so found (libclang-cpp does not count);" \
+        "bindgen needs it (scripts/setup.sh installs libclang-dev)" >&2
     exit 1
 fi
 
