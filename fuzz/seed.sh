@@ -160,6 +160,19 @@ allow_debug = true
 max_vmpl = 0
 TOML
 
+# --- request filter: OpenAI request bodies as SDKs send them, and attacks ----
+mkdir -p "$corpus/request_filter"
+rf() { printf '%s' "$2" > "$corpus/request_filter/$1.json"; }
+rf chat '{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"}],"temperature":0.7,"max_tokens":64}'
+rf chat-stream '{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"hi"}]}],"stream":true,"stream_options":{"include_usage":true},"user":"u"}'
+rf chat-everything '{"model":"m","messages":[{"role":"user","content":"x","name":"a"}],"top_p":1,"top_k":5,"min_p":0.1,"presence_penalty":0,"frequency_penalty":1,"repetition_penalty":1.1,"stop":["a","b"],"n":1,"logprobs":true,"top_logprobs":2,"logit_bias":{"1":-100},"response_format":{"type":"json_schema","json_schema":{"name":"s","schema":{"type":"object"},"strict":true}},"enable_thinking":false,"max_completion_tokens":8}'
+rf completion '{"model":"m","prompt":"once","max_tokens":8,"echo":false,"best_of":1,"logprobs":1,"suffix":"."}'
+rf image-url '{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url","image_url":{"url":"http://127.0.0.1/x.png"}}]}]}'
+rf file-url '{"model":"m","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"file:///etc/passwd"}}]}]}'
+rf web-search '{"model":"m","messages":[{"role":"user","content":"x"}],"web_search_options":{}}'
+rf tools '{"model":"m","messages":[{"role":"tool","content":"x","tool_call_id":"1"}],"tools":[],"tool_choice":"auto"}'
+rf n2 '{"model":"m","prompt":"x","n":2,"best_of":3}'
+
 for dir in "$corpus"/*/; do
   printf '%-16s %3d seeds\n' "$(basename "$dir")" "$(find "$dir" -type f | wc -l)"
 done

@@ -1,26 +1,31 @@
 #!/usr/bin/env bash
 # Inference benchmarks for BENCHMARKS.md, in one run on an idle machine:
-#   1. SmolLM2-135M through `cloister enclave` (sealed, streaming, HTTP)
-#      against mistral.rs alone (same engine in process), alternating rounds;
+#   1. SmolLM2-135M through `cloister enclave` (sealed, streaming, HTTP;
+#      chunks padded to 256 bytes, the default, and unpadded) against
+#      mistral.rs alone (same engine in process), alternating rounds, with
+#      the response bytes on the wire;
 #   2. the engine at each CPU dtype;
 #   3. mistral.rs against llama.cpp (llama-cpp-python, 2 threads) on the
 #      same GGUF, prompt and greedy settings;
 #   4. per-request protocol costs (criterion): sealing, opening, receipts.
 #
-#   scripts/bench-enclave.sh [--rounds 5] [--max-tokens 128] [--skip-protocol]
+#   scripts/bench-enclave.sh [--rounds 5] [--max-tokens 128] [--skip-protocol] [--sealed-only]
+#
+# --sealed-only runs step 1 (and 2) alone: no llama.cpp, no criterion.
 #
 # llama-cpp-python is built from source by pip into
 # ~/.cache/cloister/bench-venv the first time (a few minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=5 max_tokens=128 protocol=1
+rounds=5 max_tokens=128 protocol=1 llama=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
     --max-tokens) max_tokens=$2; shift 2 ;;
     --skip-protocol) protocol=0; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --sealed-only) protocol=0; llama=0; shift ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -28,7 +33,7 @@ done
 scripts/setup.sh >/dev/null
 model="${CLOISTER_MODELS_DIR:-$HOME/.cache/cloister/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
 venv="$HOME/.cache/cloister/bench-venv"
-if ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
+if [ "$llama" = 1 ] && ! "$venv/bin/python" -c 'import llama_cpp' 2>/dev/null; then
   echo "installing llama-cpp-python into $venv (builds llama.cpp; a few minutes)" >&2
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet 'llama-cpp-python==0.3.*'
@@ -46,6 +51,7 @@ target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import js
 "$target_dir/debug/examples/bench_sealed" --model "$model" --rounds "$rounds" \
   --max-tokens "$max_tokens" --json "$out/mistral.json" | grep -E '^(\||$)'
 
+[ "$llama" = 1 ] || exit 0
 "$venv/bin/python" scripts/bench_llama_cpp.py "$model" --rounds "$rounds" \
   --max-tokens "$max_tokens" --threads 2 > "$out/llama.json"
 

@@ -59,6 +59,11 @@ fn get(addr: &str, path: &str) -> (u16, Vec<u8>) {
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
+    read_response(stream)
+}
+
+/// Reads a whole `Connection: close` response: status and body.
+fn read_response(mut stream: TcpStream) -> (u16, Vec<u8>) {
     let mut response = Vec::new();
     stream.read_to_end(&mut response).unwrap();
     let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
@@ -204,12 +209,7 @@ fn post_sealed(addr: &str, body: &[u8]) -> (u16, Vec<u8>) {
     )
     .unwrap();
     stream.write_all(body).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, response[split + 4..].to_vec())
+    read_response(stream)
 }
 
 #[test]

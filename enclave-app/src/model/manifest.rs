@@ -160,6 +160,21 @@ pub(super) fn check_nothing_unhashed(source: &ModelSource) -> Result<(), ModelEr
     }
 }
 
+/// Every file of `source` opened (regular files only), with its manifest
+/// name and size, in manifest order.
+pub(super) fn open_sorted(
+    source: &ModelSource,
+) -> Result<Vec<(String, &std::path::PathBuf, File, u64)>, ModelError> {
+    let mut opened = Vec::with_capacity(source.files.len());
+    for path in &source.files {
+        let name = manifest_name(path)?;
+        let (file, size) = open_regular(path)?;
+        opened.push((name, path, file, size));
+    }
+    opened.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(opened)
+}
+
 /// Hashes the model's files where they are, for loading without staging
 /// (`--no-model-staging`). Returns `weights_sha256` (see
 /// [`manifest_digest`]) and the manifest. `progress(done_bytes,
@@ -177,13 +192,7 @@ pub fn digest_in_place(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<(String, Vec<ManifestEntry>), ModelError> {
     check_nothing_unhashed(source)?;
-    let mut opened = Vec::with_capacity(source.files.len());
-    for path in &source.files {
-        let name = manifest_name(path)?;
-        let (file, size) = open_regular(path)?;
-        opened.push((name, path, file, size));
-    }
-    opened.sort_by(|a, b| a.0.cmp(&b.0));
+    let opened = open_sorted(source)?;
     let total = opened.iter().map(|f| f.3).fold(0u64, u64::saturating_add);
     let mut done = 0u64;
     let mut manifest = Vec::with_capacity(opened.len());

@@ -7,8 +7,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use super::error::{ModelError, io};
-use super::manifest::{ManifestEntry, manifest_digest, read_hashing};
-use super::scan::{manifest_name, open_regular};
+use super::manifest::{ManifestEntry, manifest_digest, open_sorted, read_hashing};
 use super::{ModelFormat, ModelSource};
 
 /// `statfs` magic numbers of filesystems kept in (guest) memory.
@@ -125,13 +124,7 @@ pub fn stage(
     staging_root: &Path,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<StagedModel, ModelError> {
-    let mut opened = Vec::with_capacity(source.files.len());
-    for path in &source.files {
-        let name = manifest_name(path)?;
-        let (file, size) = open_regular(path)?;
-        opened.push((name, path, file, size));
-    }
-    opened.sort_by(|a, b| a.0.cmp(&b.0));
+    let opened = open_sorted(source)?;
     Room::of(staging_root)?.ensure_fits(staging_root, opened.iter().map(|f| f.3))?;
     warn_unless_in_memory(staging_root);
 

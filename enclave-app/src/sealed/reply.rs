@@ -54,14 +54,16 @@ pub(crate) fn clear_failure(
     )
 }
 
-/// Seals the OpenAI-shaped error for the client, then ends with an error
-/// frame whose clear text is only the code.
-pub(crate) fn sealed_failure(
-    status: StatusCode,
+/// The frames that end a request in error: the OpenAI-shaped error sealed
+/// for the client (an SSE event when streaming), the final chunk, then an
+/// error frame whose clear text is only the code and `clear_message`.
+pub(crate) fn error_frames(
     mut sealer: ResponseSealer,
     error: &InferenceError,
     stream: bool,
-) -> Response {
+    clear_message: &str,
+    retryable: bool,
+) -> Vec<Frame> {
     let body = error.client_body().to_string();
     let plaintext = if stream {
         format!("data: {body}\n\n")
@@ -75,11 +77,24 @@ pub(crate) fn sealed_failure(
     if let Ok((last, _)) = sealer.finish() {
         frames.push(Frame::Ciphertext(last));
     }
-    frames.push(error_frame(
-        error.code(),
+    frames.push(error_frame(error.code(), clear_message, retryable));
+    frames
+}
+
+/// A refusal before generation: the sealed explanation, with a status.
+pub(crate) fn sealed_failure(
+    status: StatusCode,
+    sealer: ResponseSealer,
+    error: &InferenceError,
+    stream: bool,
+) -> Response {
+    let frames = error_frames(
+        sealer,
+        error,
+        stream,
         "the request failed; details are in the sealed response",
         false,
-    ));
+    );
     frames_response(status, &frames, None)
 }
 

@@ -20,7 +20,7 @@ use cloister_protocol::{Address, Frame, ResponseSealer, UsageReceipt};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
-use super::reply::error_frame;
+use super::reply::{error_frame, error_frames};
 use crate::admission::Running;
 use crate::inference::{Generation, InferenceError, Piece, TokenUsage};
 use crate::state::AppState;
@@ -322,20 +322,23 @@ impl Job {
     fn fail(&self, w: &mut Writer, e: &InferenceError) {
         tracing::warn!(code = e.code(), "generation failed after the first chunk");
         let _ = w.seal_text();
-        if let Some(mut sealer) = w.sealer.take() {
-            let event = format!("data: {}\n\n", e.client_body());
-            if let Ok(chunk) = sealer.seal_chunk(event.as_bytes()) {
-                w.push(Frame::Ciphertext(chunk));
-            }
-            if let Ok((last, _)) = sealer.finish() {
-                w.push(Frame::Ciphertext(last));
-            }
+        let frames = match w.sealer.take() {
+            Some(sealer) => error_frames(
+                sealer,
+                e,
+                true,
+                "generation failed; no receipt, no charge",
+                e.is_client_error(),
+            ),
+            None => vec![error_frame(
+                e.code(),
+                "generation failed; no receipt, no charge",
+                e.is_client_error(),
+            )],
+        };
+        for frame in frames {
+            w.push(frame);
         }
-        w.push(error_frame(
-            e.code(),
-            "generation failed; no receipt, no charge",
-            e.is_client_error(),
-        ));
     }
 
     fn log_served(&self, usage: TokenUsage, w: &Writer) {
