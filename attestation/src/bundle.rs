@@ -159,8 +159,11 @@ pub struct BundleOptions<'a> {
 }
 
 impl EvidenceBundle {
-    /// Parses bundle JSON, checking version, platform, nonce and identity shape.
+    /// Parses bundle JSON, checking version, platform, nonce and identity
+    /// shape. JSON with a duplicate key in any object is refused: readers
+    /// disagree on which copy counts.
     pub fn from_json(bytes: &[u8]) -> Result<Self, BundleError> {
+        crate::unique_keys::check(bytes).map_err(BundleError::Json)?;
         let bundle: Self =
             serde_json::from_slice(bytes).map_err(|e| BundleError::Json(e.to_string()))?;
         if bundle.version != BUNDLE_VERSION {

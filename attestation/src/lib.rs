@@ -23,10 +23,12 @@ pub mod simulated;
 pub mod snp;
 pub mod tdx;
 pub mod time;
+mod unique_keys;
 pub mod verdict;
 mod x509;
 
 pub use policy::Policy;
 pub use reader::Truncated;
+pub use x509::CertError;
 pub use time::Timestamp;
 pub use verdict::{Fault, GpuVerdict, Platform, Reason, ReasonCode, Verdict};

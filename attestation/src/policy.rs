@@ -1,18 +1,31 @@
 //! Appraisal policy, read from TOML.
 //!
-//! The default (no file, or an empty file) is strict: TDX `UpToDate` only, no
-//! debug TDs or guests, no SNP migration agent, GPU evidence optional and
-//! checked when present, simulated evidence refused. Every key is optional;
-//! unknown keys are an error so that a typo never loosens a policy silently.
+//! The default (no file, or an empty file) is strict about the platform and
+//! silent about the code: genuine TDX or SEV-SNP hardware, TDX `UpToDate`
+//! only, no debug or profiled TDs, no debuggable SNP guests, no SNP
+//! migration agent, GPU evidence optional and checked when present,
+//! simulated evidence refused. It pins **no measurement**: any code running
+//! in a genuine confidential VM is accepted, and every verdict says so in
+//! `not_checked`. That is the auditor's "is this genuine hardware" check;
+//! anything that sends prompts on the strength of a verdict must call
+//! [`Policy::check_fit_for_serving`], which refuses such a policy unless it
+//! says `allow_any_measurement = true` for the platform.
+//!
+//! Every key is optional; unknown keys are an error so that a typo never
+//! loosens a policy silently.
 //!
 //! ```toml
+//! platforms = ["tdx", "sev-snp"]     # hardware platforms accepted (default: both)
+//!
 //! [tdx]
 //! accept_tcb = ["UpToDate"]          # also SWHardeningNeeded, ConfigurationNeeded,
 //!                                    # ConfigurationAndSWHardeningNeeded, OutOfDate, ...
 //! grace_until = "2026-01-01T00:00:00Z" # non-UpToDate statuses accepted only until then
-//! allow_debug = false
+//! allow_debug = false                # debug and profiling TD attributes (TUD group)
 //! mrtd = ["<96 hex>"]                # allowlists; absent = any value
 //! rtmr0 = ["<96 hex>"]               # rtmr1, rtmr2, rtmr3, mrseam likewise
+//! allow_any_measurement = false      # let a serving component accept no mrtd/rtmr pin
+//! min_tcb_evaluation_data_number = 17  # refuse older Intel collateral (TCB info, QE identity)
 //!
 //! [sev_snp]
 //! allow_debug = false
@@ -21,7 +34,14 @@
 //! max_vmpl = 3                       # accept reports requested at VMPL 0..=max_vmpl
 //! measurement = ["<96 hex>"]
 //! host_data = ["<64 hex>"]
-//! min_tcb = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }   # fmc for Turin
+//! allow_any_measurement = false
+//! min_tcb = { bootloader = 0, tee = 0, snp = 0, microcode = 0 }   # every product
+//!
+//! [sev_snp.min_tcb.genoa]            # per product (milan, genoa, turin): replaces
+//! bootloader = 9                     # the general minimum for that product
+//! tee = 0
+//! snp = 23
+//! microcode = 72
 //!
 //! [gpu]
 //! required = false
@@ -35,8 +55,10 @@
 
 use serde::{Deserialize, Deserializer};
 
+use crate::snp::Product;
 use crate::tdx::TcbStatus;
 use crate::time::Timestamp;
+use crate::verdict::Platform;
 
 /// Why a policy file could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,12 +71,41 @@ pub enum PolicyError {
     /// `accept_tcb` lists `Revoked`, which is never acceptable.
     #[error("policy tdx.accept_tcb may not contain Revoked")]
     RevokedAccepted,
+    /// `platforms` names something that is not a hardware TEE platform.
+    #[error(
+        "policy platforms may list \"tdx\" and \"sev-snp\", not {0:?} \
+         (simulated evidence is governed by [simulated] allow)"
+    )]
+    NotAHardwarePlatform(Platform),
+    /// `platforms` is empty: nothing could ever be accepted.
+    #[error("policy platforms is empty: no evidence could ever be accepted")]
+    NoPlatforms,
+    /// A component that sends prompts on a verdict was given a policy that
+    /// pins no code measurement for a platform it allows.
+    #[error(
+        "policy pins no measurement for {}: any code in a genuine VM would get prompts. \
+         Pin the code ({}), or say allow_any_measurement = true for it",
+        .0.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+        .0.iter().map(|p| pin_keys(*p)).collect::<Vec<_>>().join("; ")
+    )]
+    MeasurementsNotPinned(Vec<Platform>),
+}
+
+/// The policy keys that pin a platform's code.
+fn pin_keys(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Tdx => "tdx.mrtd or tdx.rtmr0..rtmr3",
+        Platform::SevSnp => "sev_snp.measurement",
+        _ => "none",
+    }
 }
 
 /// A whole policy.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Policy {
+    /// Hardware platforms accepted (`tdx`, `sev-snp`); default both.
+    pub platforms: Vec<Platform>,
     /// Intel TDX rules.
     pub tdx: TdxPolicy,
     /// AMD SEV-SNP rules.
@@ -90,6 +141,12 @@ pub struct TdxPolicy {
     pub rtmr3: Option<Vec<Digest48>>,
     /// Allowed TDX module measurements.
     pub mrseam: Option<Vec<Digest48>>,
+    /// Lets a serving component use this policy with no MRTD/RTMR pin.
+    pub allow_any_measurement: bool,
+    /// Refuse collateral (TCB info or QE identity) whose TCB evaluation
+    /// data number is below this, so that a node cannot pick older
+    /// (still valid) collateral that rates its platform better.
+    pub min_tcb_evaluation_data_number: Option<u32>,
 }
 
 impl Default for TdxPolicy {
@@ -104,6 +161,8 @@ impl Default for TdxPolicy {
             rtmr2: None,
             rtmr3: None,
             mrseam: None,
+            allow_any_measurement: false,
+            min_tcb_evaluation_data_number: None,
         }
     }
 }
@@ -124,8 +183,10 @@ pub struct SnpPolicy {
     pub measurement: Option<Vec<Digest48>>,
     /// Allowed host data values.
     pub host_data: Option<Vec<Digest32>>,
-    /// Minimum reported TCB.
-    pub min_tcb: Option<MinTcb>,
+    /// Minimum reported TCB, for every product or per product.
+    pub min_tcb: Option<SnpMinTcb>,
+    /// Lets a serving component use this policy with no measurement pin.
+    pub allow_any_measurement: bool,
 }
 
 impl Default for SnpPolicy {
@@ -138,6 +199,7 @@ impl Default for SnpPolicy {
             measurement: None,
             host_data: None,
             min_tcb: None,
+            allow_any_measurement: false,
         }
     }
 }
@@ -156,6 +218,53 @@ pub struct MinTcb {
     pub microcode: u8,
     /// Turin FMC SVN.
     pub fmc: u8,
+}
+
+/// `[sev_snp.min_tcb]`: component minimums for every product, and tables
+/// `milan`, `genoa`, `turin` that replace them for one product (SVN
+/// numbering differs between generations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnpMinTcb {
+    /// Boot loader SVN, every product.
+    pub bootloader: Option<u8>,
+    /// PSP OS (TEE) SVN, every product.
+    pub tee: Option<u8>,
+    /// SNP firmware SVN, every product.
+    pub snp: Option<u8>,
+    /// Microcode patch level, every product.
+    pub microcode: Option<u8>,
+    /// FMC SVN (Turin only).
+    pub fmc: Option<u8>,
+    /// Minimum for Milan.
+    pub milan: Option<MinTcb>,
+    /// Minimum for Genoa.
+    pub genoa: Option<MinTcb>,
+    /// Minimum for Turin.
+    pub turin: Option<MinTcb>,
+}
+
+impl SnpMinTcb {
+    /// The minimum that applies to `product`, if any: the product's own
+    /// table, else the general components (unset ones are 0).
+    pub fn for_product(&self, product: Product) -> Option<MinTcb> {
+        let own = match product {
+            Product::Milan => self.milan,
+            Product::Genoa => self.genoa,
+            Product::Turin => self.turin,
+        };
+        if own.is_some() {
+            return own;
+        }
+        let general = [self.bootloader, self.tee, self.snp, self.microcode, self.fmc];
+        general.iter().any(Option::is_some).then(|| MinTcb {
+            bootloader: self.bootloader.unwrap_or(0),
+            tee: self.tee.unwrap_or(0),
+            snp: self.snp.unwrap_or(0),
+            microcode: self.microcode.unwrap_or(0),
+            fmc: self.fmc.unwrap_or(0),
+        })
+    }
 }
 
 /// GPU rules.
@@ -182,6 +291,22 @@ pub struct ModelPolicy {
     pub weights_sha256: Option<Vec<Digest32>>,
 }
 
+/// The hardware platforms a policy can accept.
+pub const HARDWARE_PLATFORMS: [Platform; 2] = [Platform::Tdx, Platform::SevSnp];
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            platforms: HARDWARE_PLATFORMS.to_vec(),
+            tdx: TdxPolicy::default(),
+            sev_snp: SnpPolicy::default(),
+            gpu: GpuPolicy::default(),
+            simulated: SimulatedPolicy::default(),
+            models: ModelPolicy::default(),
+        }
+    }
+}
+
 impl Policy {
     /// The strict default policy.
     pub fn strict() -> Self {
@@ -194,7 +319,79 @@ impl Policy {
         if policy.tdx.accept_tcb.contains(&TcbStatus::Revoked) {
             return Err(PolicyError::RevokedAccepted);
         }
+        if let Some(other) = policy
+            .platforms
+            .iter()
+            .find(|p| !HARDWARE_PLATFORMS.contains(p))
+        {
+            return Err(PolicyError::NotAHardwarePlatform(*other));
+        }
+        if policy.platforms.is_empty() {
+            return Err(PolicyError::NoPlatforms);
+        }
         Ok(policy)
+    }
+
+    /// Whether evidence of `platform` may be accepted at all: a hardware
+    /// platform listed in `platforms`, or simulated evidence under
+    /// `[simulated] allow`.
+    pub fn allows_platform(&self, platform: Platform) -> bool {
+        match platform {
+            Platform::Simulated => self.simulated.allow,
+            other => self.platforms.contains(&other),
+        }
+    }
+
+    /// Whether the policy pins the code of `platform` (TDX: an MRTD or RTMR
+    /// allowlist; SEV-SNP: a launch measurement allowlist).
+    pub fn pins_code(&self, platform: Platform) -> bool {
+        match platform {
+            Platform::Tdx => {
+                let t = &self.tdx;
+                [&t.mrtd, &t.rtmr0, &t.rtmr1, &t.rtmr2, &t.rtmr3]
+                    .iter()
+                    .any(|list| list.is_some())
+            }
+            Platform::SevSnp => self.sev_snp.measurement.is_some(),
+            _ => false,
+        }
+    }
+
+    /// The `not_checked` line for a platform whose code is not pinned.
+    pub fn unpinned_note(&self, platform: Platform) -> Option<String> {
+        (matches!(platform, Platform::Tdx | Platform::SevSnp) && !self.pins_code(platform)).then(
+            || {
+                format!(
+                    "{platform}: measurements not pinned (no {}): any code in a genuine VM is accepted",
+                    pin_keys(platform)
+                )
+            },
+        )
+    }
+
+    /// Refuses a policy that would let a serving component (router, proxy)
+    /// send prompts to any code: every hardware platform it allows must pin
+    /// the code or say `allow_any_measurement = true`. Simulated evidence
+    /// (under `[simulated] allow`) needs no pin: it proves nothing anyway.
+    pub fn check_fit_for_serving(&self) -> Result<(), PolicyError> {
+        let unpinned: Vec<Platform> = self
+            .platforms
+            .iter()
+            .copied()
+            .filter(|&p| {
+                let allow_any = match p {
+                    Platform::Tdx => self.tdx.allow_any_measurement,
+                    Platform::SevSnp => self.sev_snp.allow_any_measurement,
+                    _ => false,
+                };
+                !self.pins_code(p) && !allow_any
+            })
+            .collect();
+        if unpinned.is_empty() {
+            Ok(())
+        } else {
+            Err(PolicyError::MeasurementsNotPinned(unpinned))
+        }
     }
 }
 
@@ -315,7 +512,8 @@ mod tests {
             "2026-01-01T00:00:00Z"
         );
         assert_eq!(p.tdx.mrtd.unwrap()[0].0, [0xab; 48]);
-        assert_eq!(p.sev_snp.min_tcb.unwrap().microcode, 115);
+        let min = p.sev_snp.min_tcb.unwrap();
+        assert_eq!(min.for_product(Product::Genoa).unwrap().microcode, 115);
         assert_eq!(p.sev_snp.max_vmpl, 0);
         assert!(p.gpu.required && p.simulated.allow);
         assert_eq!(p.models.weights_sha256.unwrap()[0].0, [0xcd; 32]);
@@ -340,5 +538,77 @@ mod tests {
             PolicyError::RevokedAccepted
         );
         assert!(Policy::from_toml("[tdx]\ngrace_until = \"soon\"\n").is_err());
+    }
+
+    #[test]
+    fn platforms_default_to_both_hardware_platforms_and_are_checked() {
+        let p = Policy::strict();
+        assert!(p.allows_platform(Platform::Tdx) && p.allows_platform(Platform::SevSnp));
+        assert!(!p.allows_platform(Platform::Simulated));
+        let snp_only = Policy::from_toml("platforms = [\"sev-snp\"]\n").unwrap();
+        assert!(!snp_only.allows_platform(Platform::Tdx));
+        assert!(snp_only.allows_platform(Platform::SevSnp));
+        assert_eq!(
+            Policy::from_toml("platforms = [\"simulated\"]\n").unwrap_err(),
+            PolicyError::NotAHardwarePlatform(Platform::Simulated)
+        );
+        assert_eq!(
+            Policy::from_toml("platforms = []\n").unwrap_err(),
+            PolicyError::NoPlatforms
+        );
+        assert!(Policy::from_toml("platforms = [\"tdx2\"]\n").is_err());
+    }
+
+    #[test]
+    fn a_serving_policy_must_pin_code_or_say_it_does_not() {
+        let err = Policy::strict().check_fit_for_serving().unwrap_err();
+        assert_eq!(
+            err,
+            PolicyError::MeasurementsNotPinned(vec![Platform::Tdx, Platform::SevSnp])
+        );
+        assert!(err.to_string().contains("tdx.mrtd"), "{err}");
+        let mr = "ab".repeat(48);
+        let tdx_pinned =
+            Policy::from_toml(&format!("platforms = [\"tdx\"]\n[tdx]\nmrtd = [\"{mr}\"]\n"))
+                .unwrap();
+        tdx_pinned.check_fit_for_serving().unwrap();
+        // Pinning TDX says nothing about SNP, which is still allowed.
+        let only_tdx_pinned = Policy::from_toml(&format!("[tdx]\nmrtd = [\"{mr}\"]\n")).unwrap();
+        assert_eq!(
+            only_tdx_pinned.check_fit_for_serving().unwrap_err(),
+            PolicyError::MeasurementsNotPinned(vec![Platform::SevSnp])
+        );
+        let said_so = Policy::from_toml(&format!(
+            "[tdx]\nmrtd = [\"{mr}\"]\n[sev_snp]\nallow_any_measurement = true\n"
+        ))
+        .unwrap();
+        said_so.check_fit_for_serving().unwrap();
+        // MRSEAM pins the TDX module, not the code in the TD.
+        let seam_only = Policy::from_toml(&format!(
+            "platforms = [\"tdx\"]\n[tdx]\nmrseam = [\"{mr}\"]\n"
+        ))
+        .unwrap();
+        assert!(seam_only.check_fit_for_serving().is_err());
+        assert!(seam_only.unpinned_note(Platform::Tdx).is_some());
+    }
+
+    #[test]
+    fn snp_min_tcb_can_be_given_per_product() {
+        let p = Policy::from_toml(
+            "[sev_snp.min_tcb]\nsnp = 8\n[sev_snp.min_tcb.genoa]\nsnp = 23\nmicrocode = 72\n",
+        )
+        .unwrap();
+        let min = p.sev_snp.min_tcb.unwrap();
+        assert_eq!(min.for_product(Product::Milan).unwrap().snp, 8);
+        assert_eq!(min.for_product(Product::Turin).unwrap().microcode, 0);
+        let genoa = min.for_product(Product::Genoa).unwrap();
+        assert_eq!((genoa.snp, genoa.microcode, genoa.bootloader), (23, 72, 0));
+        let only_genoa =
+            Policy::from_toml("[sev_snp.min_tcb.genoa]\nsnp = 23\n").unwrap();
+        assert_eq!(
+            only_genoa.sev_snp.min_tcb.unwrap().for_product(Product::Milan),
+            None
+        );
+        assert!(Policy::from_toml("[sev_snp.min_tcb.rome]\nsnp = 1\n").is_err());
     }
 }

@@ -115,6 +115,9 @@ pub enum ReasonCode {
     CollateralMismatch,
     /// The collateral is not parseable.
     CollateralMalformed,
+    /// The collateral is older than the policy's minimum (TDX TCB
+    /// evaluation data number).
+    CollateralTooOld,
     /// The DCAP verifier failed in a way this crate does not classify.
     VerifierError,
     // --- policy ---
@@ -197,6 +200,7 @@ impl ReasonCode {
             | CollateralSignatureInvalid
             | CollateralMismatch
             | CollateralMalformed
+            | CollateralTooOld
             | VerifierError => Fault::Collateral,
             ReportDataMismatch | NonceMismatch => Fault::Caller,
         }
@@ -210,6 +214,7 @@ impl ReasonCode {
             Self::CollateralNotYetValid
                 | Self::CollateralExpired
                 | Self::CollateralMismatch
+                | Self::CollateralTooOld
                 | Self::CertificateExpired
                 | Self::TcbLevelNotFound
                 | Self::NonceMismatch
@@ -286,8 +291,10 @@ pub struct Verdict {
     pub simulated: bool,
     /// The time the verification was made at.
     pub verified_at: Timestamp,
-    /// TCB status (TDX: Intel's status; SNP: `UpToDate` when the reported TCB
-    /// matches a valid VCEK/VLEK, otherwise absent).
+    /// TCB status. TDX: Intel's status from the TCB info. SEV-SNP (AMD
+    /// publishes no status): `MeetsMinimum` or `BelowMinimum` against the
+    /// policy's `sev_snp.min_tcb` for the product, `NoMinimum` when the
+    /// policy sets none. Absent when the evidence did not verify.
     pub tcb_status: Option<String>,
     /// Intel security advisories that apply to this platform's TCB.
     pub advisory_ids: Vec<String>,
@@ -342,6 +349,25 @@ impl Verdict {
                     hex::encode(expected)
                 ),
             );
+        }
+    }
+
+    /// Rejects with [`ReasonCode::PlatformNotAllowed`] unless the policy
+    /// allows this verdict's platform, and notes in `not_checked` when the
+    /// policy pins no code measurement for it.
+    pub(crate) fn check_platform_allowed(&mut self, policy: &crate::Policy) {
+        if !policy.allows_platform(self.platform) {
+            let listed: Vec<&str> = policy.platforms.iter().map(|p| p.as_str()).collect();
+            self.reject(
+                ReasonCode::PlatformNotAllowed,
+                format!(
+                    "{} evidence, and the policy's platforms are {listed:?}",
+                    self.platform
+                ),
+            );
+        }
+        if let Some(note) = policy.unpinned_note(self.platform) {
+            self.not_checked.push(note);
         }
     }
 

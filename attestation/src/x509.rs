@@ -4,6 +4,7 @@
 
 use der::{Decode, Encode};
 use x509_cert::Certificate;
+use x509_cert::ext::pkix::{BasicConstraints, KeyUsage};
 
 use crate::time::Timestamp;
 
@@ -53,6 +54,33 @@ pub enum CertError {
         named: String,
         /// Subject of the next certificate in the chain.
         actual: String,
+    },
+    /// An issuing certificate that is not a CA, or one whose path length
+    /// constraint the chain below it exceeds; or a leaf that is a CA.
+    #[error("certificate {subject:?} basic constraints: {detail}")]
+    BasicConstraints {
+        /// Subject of the certificate.
+        subject: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A key usage extension that does not allow what the certificate is
+    /// used for here.
+    #[error("certificate {subject:?} key usage does not include {needed}")]
+    KeyUsage {
+        /// Subject of the certificate.
+        subject: String,
+        /// The usage needed.
+        needed: &'static str,
+    },
+    /// More certificates than the chain may hold; refused before any
+    /// signature is checked.
+    #[error("certificate chain holds {found} certificates; at most {max} are accepted")]
+    ChainTooLong {
+        /// Certificates found.
+        found: usize,
+        /// The cap.
+        max: usize,
     },
     /// Outside its validity period.
     #[error("certificate {subject:?} is valid {not_before} .. {not_after}, not at {at}")]
@@ -211,6 +239,75 @@ impl Cert {
         }
     }
 
+    /// A decoded extension of type `T`, if present.
+    fn decoded_extension<T>(&self) -> Result<Option<T>, CertError>
+    where
+        T: der::oid::AssociatedOid + for<'a> Decode<'a>,
+    {
+        self.extension(&T::OID)
+            .map(|bytes| {
+                T::from_der(bytes).map_err(|e| {
+                    CertError::Malformed(format!("{} of {:?}: {e}", T::OID, self.subject()))
+                })
+            })
+            .transpose()
+    }
+
+    /// Checks that this certificate may issue certificates with
+    /// `intermediates_below` CA certificates between it and the leaf:
+    /// basicConstraints with cA set and a path length constraint (when
+    /// given) of at least that many, and keyCertSign when key usage is given.
+    pub(crate) fn check_may_issue(&self, intermediates_below: usize) -> Result<(), CertError> {
+        let constraint = |detail: String| CertError::BasicConstraints {
+            subject: self.subject(),
+            detail,
+        };
+        let Some(bc) = self.decoded_extension::<BasicConstraints>()? else {
+            return Err(constraint("missing, so it is not a CA".into()));
+        };
+        if !bc.ca {
+            return Err(constraint("cA is false, so it may not issue certificates".into()));
+        }
+        if let Some(max) = bc.path_len_constraint
+            && intermediates_below > usize::from(max)
+        {
+            return Err(constraint(format!(
+                "path length constraint {max}, but {intermediates_below} CA certificates follow it"
+            )));
+        }
+        if let Some(ku) = self.decoded_extension::<KeyUsage>()?
+            && !ku.key_cert_sign()
+        {
+            return Err(CertError::KeyUsage {
+                subject: self.subject(),
+                needed: "keyCertSign",
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that this certificate may sign evidence: not a CA, and
+    /// digitalSignature when key usage is given.
+    pub(crate) fn check_signing_leaf(&self) -> Result<(), CertError> {
+        if let Some(bc) = self.decoded_extension::<BasicConstraints>()?
+            && bc.ca
+        {
+            return Err(CertError::BasicConstraints {
+                subject: self.subject(),
+                detail: "cA is true, but a CA certificate may not sign evidence".into(),
+            });
+        }
+        if let Some(ku) = self.decoded_extension::<KeyUsage>()?
+            && !ku.digital_signature()
+        {
+            return Err(CertError::KeyUsage {
+                subject: self.subject(),
+                needed: "digitalSignature",
+            });
+        }
+        Ok(())
+    }
+
     pub(crate) fn check_issuer_name(&self, issuer: &Cert) -> Result<(), CertError> {
         if self.parsed.tbs_certificate.issuer != issuer.parsed.tbs_certificate.subject {
             return Err(CertError::IssuerMismatch {
@@ -247,6 +344,17 @@ pub(crate) fn looks_like_pem(bytes: &[u8]) -> bool {
     bytes
         .windows(b"-----BEGIN".len())
         .any(|w| w == b"-----BEGIN")
+}
+
+/// Parses a PEM chain of at most `max` certificates. The blocks are
+/// counted before any is decoded, so a huge chain costs one scan.
+pub(crate) fn parse_pem_chain_capped(bytes: &[u8], max: usize) -> Result<Vec<Cert>, CertError> {
+    const BEGIN: &[u8] = b"-----BEGIN";
+    let found = bytes.windows(BEGIN.len()).filter(|w| *w == BEGIN).count();
+    if found > max {
+        return Err(CertError::ChainTooLong { found, max });
+    }
+    parse_pem_chain(bytes)
 }
 
 /// Parses every `CERTIFICATE` block of a PEM text, in order.

@@ -304,3 +304,28 @@ fn binding_matches_the_documented_formula() {
         binding::report_data(&nonce, &identity(), [report.as_slice()])
     );
 }
+
+#[test]
+fn a_bundle_with_a_duplicate_key_anywhere_is_refused() {
+    let bundle = simulated_bundle(&"42".repeat(32), identity(), Vec::new());
+    let text = bundle.to_json();
+    assert!(EvidenceBundle::from_json(text.as_bytes()).is_ok());
+    // A fake signer first, the bound one last: a first-wins reader would
+    // see the fake one, serde's last-wins reader the bound one.
+    let bound = "\"signer\": \"0x1111111111111111111111111111111111111111\"";
+    assert!(text.contains(bound), "{text}");
+    let forked = text.replace(
+        bound,
+        &format!("\"signer\": \"0x2222222222222222222222222222222222222222\", {bound}"),
+    );
+    match EvidenceBundle::from_json(forked.as_bytes()) {
+        Err(BundleError::Json(message)) => assert!(message.contains("duplicate key \"signer\"")),
+        other => panic!("{other:?}"),
+    }
+    // At the top level too.
+    let twice = text.replacen("\"version\": 1", "\"version\": 1, \"version\": 1", 1);
+    assert!(matches!(
+        EvidenceBundle::from_json(twice.as_bytes()),
+        Err(BundleError::Json(_))
+    ));
+}

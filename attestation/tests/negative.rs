@@ -17,7 +17,7 @@ use ReasonCode::*;
 use cloister_attestation::gpu::{self, GpuReport};
 use cloister_attestation::snp::{self, Report, SnpCertChain};
 use cloister_attestation::tdx::{self, Quote, TdxCollateral};
-use cloister_attestation::{Policy, ReasonCode, Timestamp, Verdict};
+use cloister_attestation::{CertError, Policy, ReasonCode, Timestamp, Verdict};
 use common::{expected, read, testdata, verify_at};
 
 /// Flips one bit in every `stride`-th byte of `span` (a different bit each
@@ -340,6 +340,18 @@ fn snp_every_signed_byte_and_the_signature_reject_a_flipped_bit() {
                 "{name} byte {offset:#x}: {got:?}"
             );
         });
+        // Nothing in the unsigned area after the signature may change: one
+        // report, one encoding (but for S and n - S; see snp/verify.rs).
+        flip_each_byte(&raw, snp::SIGNED_LEN + 144..snp::REPORT_LEN, 7, |offset, bad| {
+            assert!(
+                matches!(
+                    Report::parse(bad),
+                    Err(snp::ReportError::NonZeroAfterSignature { offset: o, .. }) if o == offset
+                ),
+                "{name} byte {offset:#x}"
+            );
+            assert_eq!(snp_codes(bad, &chain, at), vec![TrailingBytes], "{name} byte {offset:#x}");
+        });
     }
 }
 
@@ -481,18 +493,21 @@ fn gpu_chains_of_another_device_or_root_are_refused() {
         gpu_codes(&raw, &other, None, gpu_now()),
         vec![EvidenceSignatureInvalid]
     );
-    // A chain that ends in another vendor's root.
+    // Another vendor's root as the whole chain: a CA cannot sign evidence.
     let intel = std::fs::read(testdata().join("tdx/intel_sgx_root_ca.pem")).unwrap();
     assert_eq!(
         gpu_codes(&raw, &intel, None, gpu_now()),
+        vec![CertificateChainInvalid]
+    );
+    let own = String::from_utf8(read("gpu", "h100-coco-ci-trustee", "cert_chain.pem")).unwrap();
+    let blocks = gpu_blocks(&own);
+    // A chain that stops before NVIDIA's root and its GH100 identity CA.
+    assert_eq!(
+        gpu_codes(&raw, blocks[..3].concat().as_bytes(), None, gpu_now()),
         vec![UntrustedRoot]
     );
     // Intermediates out of order.
-    let own = String::from_utf8(read("gpu", "h100-coco-ci-trustee", "cert_chain.pem")).unwrap();
-    let mut blocks: Vec<&str> = own
-        .split_inclusive("-----END CERTIFICATE-----")
-        .filter(|b| b.contains("BEGIN"))
-        .collect();
+    let mut blocks = blocks;
     blocks.swap(1, 2);
     assert_eq!(
         gpu_codes(&raw, blocks.concat().as_bytes(), None, gpu_now()),
@@ -508,5 +523,84 @@ fn gpu_chains_of_another_device_or_root_are_refused() {
     assert_eq!(
         gpu_codes(&raw, own.as_bytes(), Some(&[9; 32]), gpu_now()),
         vec![NonceMismatch]
+    );
+}
+
+fn gpu_blocks(pem: &str) -> Vec<&str> {
+    pem.split_inclusive("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN"))
+        .collect()
+}
+
+fn gpu_chain_error(chain: &str) -> gpu::GpuError {
+    let raw = read("gpu", "h100-coco-ci-trustee", "attestation_report.bin");
+    gpu::verify_report(&raw, chain.as_bytes(), None, gpu_now()).unwrap_err()
+}
+
+#[test]
+fn gpu_chains_longer_than_nvidias_are_refused_before_any_signature_check() {
+    let own = String::from_utf8(read("gpu", "h100-coco-ci-trustee", "cert_chain.pem")).unwrap();
+    let root = gpu_blocks(&own)[4].to_owned();
+    // Thousands of copies of the pinned root: refused on the count alone.
+    let huge = own.clone() + &root.repeat(2_000);
+    match gpu_chain_error(&huge) {
+        gpu::GpuError::Chain(CertError::ChainTooLong { found, max }) => {
+            assert_eq!((found, max), (2_005, gpu::MAX_CHAIN_CERTS));
+        }
+        other => panic!("{other:?}"),
+    }
+    let one_more = own.clone() + &root;
+    assert!(matches!(
+        gpu_chain_error(&one_more),
+        gpu::GpuError::Chain(CertError::ChainTooLong { found: 6, .. })
+    ));
+    let raw = read("gpu", "h100-coco-ci-trustee", "attestation_report.bin");
+    assert_eq!(
+        gpu_codes(&raw, huge.as_bytes(), None, gpu_now()),
+        vec![CertificateChainInvalid]
+    );
+}
+
+#[test]
+fn gpu_chain_links_must_be_cas_allowed_to_issue_and_the_leaf_a_signing_key() {
+    let own = String::from_utf8(read("gpu", "h100-coco-ci-trustee", "cert_chain.pem")).unwrap();
+    let b = gpu_blocks(&own);
+    let constraint = |chain: &str, at: usize| match gpu_chain_error(chain) {
+        gpu::GpuError::ChainInvalid { index, error } => {
+            assert_eq!(index, at, "{error}");
+            error
+        }
+        other => panic!("{other:?}"),
+    };
+    // The device leaf (not a CA) as the issuer of another certificate.
+    let leaf_issues = [b[0], b[0], b[2], b[3], b[4]].concat();
+    assert!(matches!(
+        constraint(&leaf_issues, 1),
+        CertError::BasicConstraints { .. }
+    ));
+    // A CA (the BROM certificate) as the leaf that signs the report.
+    let ca_signs = [b[1], b[2], b[3], b[4]].concat();
+    assert!(matches!(
+        constraint(&ca_signs, 0),
+        CertError::BasicConstraints { .. }
+    ));
+    // AMD's ASK (pathLenConstraint 0) with a CA certificate below it.
+    let ask = String::from_utf8(read("snp", "milan-v2-virtee", "ask.pem")).unwrap();
+    let too_deep = [b[0], b[1], &ask, b[3], b[4]].concat();
+    let error = constraint(&too_deep, 2);
+    assert!(
+        matches!(error, CertError::BasicConstraints { ref detail, .. } if detail.contains("path length")),
+        "{error}"
+    );
+    // A CA whose key usage omits keyCertSign.
+    let no_cert_sign = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/ca-without-keycertsign.pem"),
+    )
+    .unwrap();
+    let error = constraint(&[b[0], &no_cert_sign, b[2], b[3], b[4]].concat(), 1);
+    assert!(
+        matches!(error, CertError::KeyUsage { needed: "keyCertSign", .. }),
+        "{error}"
     );
 }

@@ -207,3 +207,53 @@ fn policy_measurement_allowlist_and_min_tcb() {
         vec![ReasonCode::SmtNotAllowed]
     );
 }
+
+#[test]
+fn snp_verdicts_rate_the_tcb_against_the_minimum_for_their_product() {
+    let name = "genoa-v5-oak";
+    let at = verify_at(&expected("snp", name));
+    let verified = verify_report(&read("snp", name, "report.bin"), &chain(name), at).unwrap();
+    assert_eq!(verified.product(), Product::Genoa);
+    let snp = verified.reported_tcb().snp;
+
+    let none = appraise(name, &Policy::strict(), at);
+    assert_eq!(none.tcb_status.as_deref(), Some("NoMinimum"));
+    assert!(none.not_checked.iter().any(|n| n.contains("TCB currency")));
+    assert!(none.not_checked.iter().any(|n| n.contains("measurements not pinned")));
+
+    // A Milan minimum does not apply to a Genoa report; a Genoa one does.
+    let milan_only =
+        Policy::from_toml(&format!("[sev_snp.min_tcb.milan]\nsnp = {}\n", snp + 1)).unwrap();
+    let v = appraise(name, &milan_only, at);
+    assert!(v.accepted, "{:?}", v.reasons);
+    assert_eq!(v.tcb_status.as_deref(), Some("NoMinimum"));
+
+    let genoa_met = Policy::from_toml(&format!(
+        "[sev_snp.min_tcb]\nsnp = 255\n[sev_snp.min_tcb.genoa]\nsnp = {snp}\n"
+    ))
+    .unwrap();
+    let v = appraise(name, &genoa_met, at);
+    assert!(v.accepted, "{:?}", v.reasons);
+    assert_eq!(v.tcb_status.as_deref(), Some("MeetsMinimum"));
+
+    let genoa_above =
+        Policy::from_toml(&format!("[sev_snp.min_tcb.genoa]\nsnp = {}\n", snp + 1)).unwrap();
+    let v = appraise(name, &genoa_above, at);
+    assert_eq!(v.reason_codes(), vec![ReasonCode::TcbBelowMinimum]);
+    assert_eq!(v.tcb_status.as_deref(), Some("BelowMinimum"));
+}
+
+#[test]
+fn a_policy_for_tdx_only_refuses_genuine_snp_reports() {
+    let name = "milan-v2-virtee";
+    let at = verify_at(&expected("snp", name));
+    let tdx_only = Policy::from_toml("platforms = [\"tdx\"]\n").unwrap();
+    let v = appraise(name, &tdx_only, at);
+    assert_eq!(v.reason_codes(), vec![ReasonCode::PlatformNotAllowed]);
+    // The pins of another platform do not matter.
+    let mr = "ab".repeat(48);
+    let tdx_pinned = Policy::from_toml(&format!("[tdx]\nmrtd = [\"{mr}\"]\n")).unwrap();
+    let v = appraise(name, &tdx_pinned, at);
+    assert!(v.accepted, "{:?}", v.reasons);
+    assert!(v.not_checked.iter().any(|n| n.starts_with("sev-snp: measurements not pinned")));
+}

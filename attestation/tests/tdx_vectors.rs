@@ -335,3 +335,84 @@ fn a_verified_quote_exposes_its_tcb_and_report() {
     );
     assert!(verified.td_report().tee_tcb_svn2.is_some());
 }
+
+/// A real quote with one TD-attribute bit changed. Its signature no longer
+/// verifies, but the attribute checks run on the report as received, so the
+/// verdict must name the attribute too: this is how the profiling hole is
+/// tested without a genuine quote from a profiled TD.
+fn appraise_with_attributes(flip: u64, policy: &Policy) -> Verdict {
+    let name = "v4-uptodate-b0c06f-dcapqvl";
+    let mut raw = read("tdx", name, "quote.bin");
+    // v4: header (48) + TEE_TCB_SVN (16) + MRSEAM (48) + MRSIGNERSEAM (48) +
+    // SEAMATTRIBUTES (8).
+    let at = 48 + 16 + 48 + 48 + 8;
+    let attrs = u64::from_le_bytes(raw[at..at + 8].try_into().unwrap()) ^ flip;
+    raw[at..at + 8].copy_from_slice(&attrs.to_le_bytes());
+    tdx::appraise(
+        &raw,
+        &collateral("tdx", name),
+        policy,
+        verify_at(&expected("tdx", name)),
+        None,
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_profiling_bit_is_refused_as_debug_unless_debug_is_allowed() {
+    for bit in [4, 5, 6] {
+        let v = appraise_with_attributes(1 << bit, &Policy::strict());
+        let attrs = u64::from_str_radix(&v.measurements["td_attributes"], 16).unwrap();
+        assert_ne!(attrs.swap_bytes() & 1 << bit, 0, "bit {bit} was not flipped");
+        assert!(v.has_reason(ReasonCode::DebugEnabled), "bit {bit}: {v:?}");
+        assert!(v.has_reason(ReasonCode::EvidenceSignatureInvalid));
+        let lax = Policy::from_toml("[tdx]\nallow_debug = true\n").unwrap();
+        let v = appraise_with_attributes(1 << bit, &lax);
+        assert!(!v.has_reason(ReasonCode::DebugEnabled), "bit {bit}: {v:?}");
+    }
+}
+
+#[test]
+fn reserved_attribute_bits_are_refused_whatever_the_policy() {
+    let lax = Policy::from_toml("[tdx]\nallow_debug = true\n").unwrap();
+    for bit in [2, 7, 9, 24, 40] {
+        let v = appraise_with_attributes(1 << bit, &lax);
+        assert!(v.has_reason(ReasonCode::TdAttributesRefused), "bit {bit}: {v:?}");
+    }
+}
+
+#[test]
+fn collateral_older_than_the_policy_minimum_is_refused() {
+    let name = "v4-uptodate-b0c06f-dcapqvl";
+    let at = verify_at(&expected("tdx", name));
+    let coll = collateral("tdx", name);
+    let number = coll.tcb_evaluation_data_number().unwrap();
+    let v = appraise(name, &Policy::strict(), at);
+    assert!(v.accepted, "{:?}", v.reasons);
+    assert_eq!(v.facts["tcb_evaluation_data_number"], number.to_string());
+
+    let current = Policy::from_toml(&format!(
+        "[tdx]\nmin_tcb_evaluation_data_number = {}\n",
+        number.min(coll.qe_tcb_evaluation_data_number().unwrap())
+    ))
+    .unwrap();
+    assert!(appraise(name, &current, at).accepted);
+
+    let newer =
+        Policy::from_toml(&format!("[tdx]\nmin_tcb_evaluation_data_number = {}\n", number + 1))
+            .unwrap();
+    let v = appraise(name, &newer, at);
+    assert!(!v.accepted);
+    assert!(v.has_reason(ReasonCode::CollateralTooOld), "{:?}", v.reasons);
+    let reason = &v.reasons[0];
+    assert!(reason.retry_may_help && reason.detail.contains("TCB info"));
+}
+
+#[test]
+fn a_policy_for_snp_only_refuses_genuine_tdx_quotes() {
+    let name = "v4-uptodate-b0c06f-dcapqvl";
+    let at = verify_at(&expected("tdx", name));
+    let snp_only = Policy::from_toml("platforms = [\"sev-snp\"]\n").unwrap();
+    let v = appraise(name, &snp_only, at);
+    assert_eq!(v.reason_codes(), vec![ReasonCode::PlatformNotAllowed]);
+}

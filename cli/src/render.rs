@@ -29,6 +29,11 @@ pub(crate) fn unusable_input(error: &anyhow::Error, json: bool) {
     }
 }
 
+/// Not-checked items that change what the decision means.
+fn is_loud(note: &str) -> bool {
+    note.contains("measurements not pinned") || note.starts_with("freshness")
+}
+
 fn row(out: &mut String, key: &str, value: &str) {
     let _ = writeln!(out, "  {key:<22} {value}");
 }
@@ -43,7 +48,15 @@ fn reasons(out: &mut String, reasons: &[Reason]) {
 pub(crate) fn table(v: &Verdict) -> String {
     let mut out = String::new();
     let decision = if v.accepted { "ACCEPTED" } else { "REJECTED" };
-    let _ = writeln!(out, "{decision}: {} evidence", v.platform);
+    let _ = write!(out, "{decision}: {} evidence", v.platform);
+    if let Some(vmpl) = v.facts.get("vmpl") {
+        let _ = write!(out, " (report requested at VMPL {vmpl})");
+    }
+    let _ = writeln!(out);
+    // What the decision does not cover goes next to it, not at the end.
+    for note in v.not_checked.iter().filter(|n| is_loud(n)) {
+        let _ = writeln!(out, "  !! {note}");
+    }
     row(&mut out, "platform", v.platform.as_str());
     if v.simulated {
         let _ = writeln!(

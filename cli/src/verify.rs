@@ -34,6 +34,49 @@ pub(crate) struct WithPolicy {
     policy: Option<PathBuf>,
 }
 
+/// How the evidence is shown to be fresh: one of the two is required, so
+/// that accepting a replayed report is always a choice someone made.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub(crate) struct Freshness {
+    /// The nonce you sent the node (64 hex digits): the evidence must answer
+    /// it, which shows it was made after you asked.
+    #[arg(long, value_name = "HEX")]
+    nonce: Option<String>,
+    /// Accept whatever nonce the evidence answers: for re-verifying logged
+    /// evidence whose nonce is checked elsewhere. The verdict then lists
+    /// "freshness" under not checked.
+    #[arg(long)]
+    any_nonce: bool,
+}
+
+/// What `not_checked` says when the caller gave `--any-nonce`.
+const FRESHNESS_NOT_CHECKED: &str =
+    "freshness: --any-nonce was given, so the evidence may be a replay of an older report";
+
+impl Freshness {
+    /// The nonce to require, if any; neither flag is unusable input.
+    fn expected(&self) -> Result<Option<[u8; 32]>> {
+        if self.nonce.is_none() && !self.any_nonce {
+            anyhow::bail!(
+                "say how the evidence is fresh: --nonce HEX (the nonce you sent the node; \
+                 without it a replayed old report would be accepted) or --any-nonce \
+                 (re-verifying logged evidence whose nonce is checked elsewhere)"
+            );
+        }
+        self.nonce
+            .as_deref()
+            .map(|h| hex_bytes::<32>("--nonce", h))
+            .transpose()
+    }
+
+    fn note(&self, verdict: &mut Verdict) {
+        if self.any_nonce {
+            verdict.not_checked.push(FRESHNESS_NOT_CHECKED.to_owned());
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum VerifyCommand {
     /// Verify an Intel TDX DCAP quote (v4 or v5) with Intel PCS collateral.
@@ -109,9 +152,8 @@ pub(crate) enum VerifyCommand {
         /// Device certificate chain (PEM, leaf first).
         #[arg(long, value_name = "FILE")]
         chain: PathBuf,
-        /// Require the report to answer this nonce (64 hex digits).
-        #[arg(long, value_name = "HEX")]
-        nonce: Option<String>,
+        #[command(flatten)]
+        freshness: Freshness,
         #[command(flatten)]
         common: Common,
     },
@@ -124,10 +166,8 @@ pub(crate) enum VerifyCommand {
         /// TDX collateral to use instead of the bundle's own.
         #[arg(long, value_name = "FILE")]
         collateral: Option<PathBuf>,
-        /// Require the bundle to answer this nonce (64 hex digits): the one
-        /// you sent the node.
-        #[arg(long, value_name = "HEX")]
-        nonce: Option<String>,
+        #[command(flatten)]
+        freshness: Freshness,
         #[command(flatten)]
         policy: WithPolicy,
         #[command(flatten)]
@@ -215,27 +255,29 @@ fn verdict(command: VerifyCommand) -> Result<Verdict> {
         VerifyCommand::Gpu {
             report,
             chain,
-            nonce,
+            freshness,
             common,
         } => {
             let now = at(common.at.as_deref())?;
-            let nonce = nonce.map(|h| hex_bytes::<32>("--nonce", &h)).transpose()?;
+            let nonce = freshness.expected()?;
             let raw = read_file("report", &report)?;
             let chain = read_file("certificate chain", &chain)?;
             gpu::GpuReport::parse(&raw)
                 .with_context(|| format!("{} is not a GPU attestation report", report.display()))?;
-            Ok(gpu::verdict(&raw, &chain, nonce.as_ref(), now))
+            let mut verdict = gpu::verdict(&raw, &chain, nonce.as_ref(), now);
+            freshness.note(&mut verdict);
+            Ok(verdict)
         }
         VerifyCommand::Bundle {
             bundle: path,
             collateral,
-            nonce,
+            freshness,
             policy: p,
             common,
         } => {
             let now = at(common.at.as_deref())?;
             let policy = policy(p.policy.as_deref())?;
-            let expected_nonce = nonce.map(|h| hex_bytes::<32>("--nonce", &h)).transpose()?;
+            let expected_nonce = freshness.expected()?;
             let collateral = collateral
                 .map(|c| {
                     TdxCollateral::from_json(&read_file("collateral", &c)?).context("--collateral")
@@ -247,7 +289,9 @@ fn verdict(command: VerifyCommand) -> Result<Verdict> {
                 expected_nonce,
                 tdx_collateral: collateral.as_ref(),
             };
-            Ok(bundle::appraise(&bundle, &policy, now, &options)?)
+            let mut verdict = bundle::appraise(&bundle, &policy, now, &options)?;
+            freshness.note(&mut verdict);
+            Ok(verdict)
         }
     }
 }

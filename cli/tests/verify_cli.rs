@@ -58,6 +58,13 @@ fn tdx_exit_status_follows_the_verdict() {
     let table = String::from_utf8(ok.stdout).unwrap();
     assert!(table.starts_with("ACCEPTED: tdx evidence"), "{table}");
     assert!(table.contains("UpToDate") && table.contains("mrtd"));
+    // The default policy pins no code: the line right under the decision
+    // says so.
+    let second = table.lines().nth(1).unwrap();
+    assert!(
+        second.contains("!!") && second.contains("measurements not pinned"),
+        "{table}"
+    );
 
     let old = tdx(
         "v4-outofdate-00806f-automata",
@@ -307,11 +314,19 @@ fn bundles_need_a_policy_that_allows_simulated_evidence() {
     std::fs::write(&policy, "[simulated]\nallow = true\n").unwrap();
     let path = path.to_str().unwrap();
 
-    let strict = cloister(&["verify", "bundle", path, "--json"]);
+    let strict = cloister(&["verify", "bundle", path, "--any-nonce", "--json"]);
     assert_eq!(strict.status.code(), Some(1));
     let v = json(&strict);
     assert_eq!(v["simulated"], true);
     assert_eq!(v["reasons"][0]["code"], "simulated_not_allowed");
+    assert!(
+        v["not_checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().starts_with("freshness")),
+        "{v}"
+    );
 
     let dev = cloister(&[
         "verify",
@@ -348,8 +363,40 @@ fn bundles_need_a_policy_that_allows_simulated_evidence() {
         "verify",
         "bundle",
         dir.path().join("broken.json").to_str().unwrap(),
+        "--any-nonce",
     ]);
     assert_eq!(broken.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("not an evidence bundle"));
+}
+
+#[test]
+fn freshness_must_be_explicit_for_gpu_reports_and_bundles() {
+    let dir = "gpu/h100-nvtrust-sample";
+    let report = arg(data(&format!("{dir}/attestation_report.bin")));
+    let chain = arg(data(&format!("{dir}/cert_chain.pem")));
+    let silent = cloister(&["verify", "gpu", &report, "--chain", &chain]);
+    assert_eq!(silent.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&silent.stderr);
+    assert!(
+        message.contains("--nonce") && message.contains("--any-nonce") && message.contains("replay"),
+        "{message}"
+    );
+    let silent_json = cloister(&["verify", "gpu", &report, "--chain", &chain, "--json"]);
+    assert_eq!(json(&silent_json)["error"]["code"], "unusable_input");
+
+    let any = cloister(&["verify", "gpu", &report, "--chain", &chain, "--any-nonce"]);
+    assert_eq!(any.status.code(), Some(0));
+    let table = String::from_utf8(any.stdout).unwrap();
+    assert!(table.contains("freshness"), "{table}");
+
+    let both = cloister(&[
+        "verify", "gpu", &report, "--chain", &chain, "--any-nonce", "--nonce", &"00".repeat(32),
+    ]);
+    assert_eq!(both.status.code(), Some(2));
+
+    let bundle = cloister(&["verify", "bundle", "does-not-matter.json"]);
+    assert_eq!(bundle.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bundle.stderr).contains("--any-nonce"));
 }
 
 #[test]
@@ -361,4 +408,45 @@ fn help_teaches_the_exit_statuses() {
         assert!(text.contains(sub), "{text}");
     }
     assert!(text.contains("Exit status"), "{text}");
+}
+
+#[test]
+fn policy_platforms_and_pins_show_next_to_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let name = "v4-uptodate-b0c06f-dcapqvl";
+    let at = ["--at", "2025-07-01T00:00:00Z"];
+    let mrtd = json(&tdx(name, &[at[0], at[1], "--json"]))["measurements"]["mrtd"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let snp_only = dir.path().join("snp-only.toml");
+    std::fs::write(&snp_only, "platforms = [\"sev-snp\"]\n").unwrap();
+    let refused = tdx(name, &[at[0], at[1], "--policy", snp_only.to_str().unwrap(), "--json"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(json(&refused)["reasons"][0]["code"], "platform_not_allowed");
+
+    let pinned = dir.path().join("pinned.toml");
+    std::fs::write(&pinned, format!("[tdx]\nmrtd = [\"{mrtd}\"]\n")).unwrap();
+    let ok = tdx(name, &[at[0], at[1], "--policy", pinned.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0));
+    let table = String::from_utf8(ok.stdout).unwrap();
+    assert!(!table.contains("not pinned"), "{table}");
+
+    let snp = "snp/milan-v2-virtee";
+    let out = cloister(&[
+        "verify",
+        "snp",
+        &arg(data(&format!("{snp}/report.bin"))),
+        "--vcek",
+        &arg(data(&format!("{snp}/vcek.der"))),
+        "--ask",
+        &arg(data(&format!("{snp}/ask.pem"))),
+        "--at",
+        "2024-06-01T00:00:00Z",
+    ]);
+    let table = String::from_utf8(out.stdout).unwrap();
+    let first = table.lines().next().unwrap();
+    assert!(first.contains("sev-snp") && first.contains("VMPL"), "{table}");
+    assert!(table.lines().nth(1).unwrap().contains("measurements not pinned"), "{table}");
 }

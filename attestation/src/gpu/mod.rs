@@ -4,4 +4,6 @@ mod spdm;
 mod verify;
 
 pub use spdm::{GpuReport, MeasurementBlock, SIGNATURE_LEN, SpdmError, opaque_type};
-pub use verify::{GPU_NOT_CHECKED, GpuError, VerifiedGpuReport, appraise, verdict, verify_report};
+pub use verify::{
+    GPU_NOT_CHECKED, GpuError, MAX_CHAIN_CERTS, VerifiedGpuReport, appraise, verdict, verify_report,
+};

@@ -12,13 +12,18 @@ use super::spdm::{GpuReport, SpdmError};
 use crate::roots;
 use crate::time::Timestamp;
 use crate::verdict::{GpuVerdict, ReasonCode};
-use crate::x509::{Cert, CertError, parse_pem_chain};
+use crate::x509::{Cert, CertError, parse_pem_chain_capped};
 
 /// Checks a GPU verdict never covers; listed in every verdict with GPUs.
 pub const GPU_NOT_CHECKED: [&str; 2] = [
     "gpu: OCSP revocation status of the device certificate chain (needs NVIDIA OCSP)",
     "gpu: measurements against NVIDIA reference integrity manifests (RIM service)",
 ];
+
+/// Most certificates a device chain may hold. NVIDIA's Hopper chains hold
+/// five (device leaf, BROM, provisioner ICA, GH100 identity, root); a longer
+/// chain is refused before any signature is checked.
+pub const MAX_CHAIN_CERTS: usize = 5;
 
 /// Why GPU evidence failed verification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +132,7 @@ pub fn verify_report(
     now: Timestamp,
 ) -> Result<VerifiedGpuReport, GpuError> {
     let report = GpuReport::parse(raw)?;
-    let chain = parse_pem_chain(chain_pem).map_err(GpuError::Chain)?;
+    let chain = parse_pem_chain_capped(chain_pem, MAX_CHAIN_CERTS).map_err(GpuError::Chain)?;
     verify_parsed(&report, &chain, expected_nonce, now)
 }
 
@@ -177,12 +182,31 @@ fn pinned_root() -> Result<&'static Cert, GpuError> {
 
 /// Verifies each link, leaf first, ending in the pinned root (trusted as
 /// pinned: its self-signature adds nothing); returns the leaf.
+///
+/// Everything that costs no signature check comes first, for every
+/// certificate: the length cap, the leaf being a signing key, every issuer
+/// being a CA allowed to issue at its depth, validity. Only then are the
+/// signatures checked.
 fn verify_chain(chain: &[Cert], now: Timestamp) -> Result<&Cert, GpuError> {
+    if chain.len() > MAX_CHAIN_CERTS {
+        return Err(GpuError::Chain(CertError::ChainTooLong {
+            found: chain.len(),
+            max: MAX_CHAIN_CERTS,
+        }));
+    }
     let root = pinned_root()?;
     let leaf = chain.first().ok_or(GpuError::Chain(CertError::Empty))?;
     for (index, cert) in chain.iter().enumerate() {
+        let usage = match index {
+            0 => cert.check_signing_leaf(),
+            // CA certificates between this one and the leaf.
+            _ => cert.check_may_issue(index - 1),
+        };
+        usage.map_err(|error| GpuError::ChainInvalid { index, error })?;
         cert.check_valid_at(now)
             .map_err(|error| GpuError::NotValidAt { index, error })?;
+    }
+    for (index, cert) in chain.iter().enumerate() {
         match chain.get(index + 1) {
             Some(issuer) => cert
                 .verify_p384_signed_by(issuer)
@@ -190,9 +214,15 @@ fn verify_chain(chain: &[Cert], now: Timestamp) -> Result<&Cert, GpuError> {
             // The chain ends in the pinned root itself, or in a certificate
             // the pinned root signed.
             None if cert.der() == root.der() => {}
-            None => cert
-                .verify_p384_signed_by(root)
-                .map_err(|_| GpuError::UntrustedRoot(cert.subject()))?,
+            None => {
+                root.check_may_issue(index)
+                    .map_err(|error| GpuError::ChainInvalid {
+                        index: index + 1,
+                        error,
+                    })?;
+                cert.verify_p384_signed_by(root)
+                    .map_err(|_| GpuError::UntrustedRoot(cert.subject()))?;
+            }
         }
     }
     Ok(leaf)
@@ -232,7 +262,7 @@ pub fn appraise(
         .iter()
         .map(|b| (b.index, hex::encode(b.value)))
         .collect();
-    let result = parse_pem_chain(chain_pem)
+    let result = parse_pem_chain_capped(chain_pem, MAX_CHAIN_CERTS)
         .map_err(GpuError::Chain)
         .and_then(|chain| verify_parsed(&report, &chain, expected_nonce, now));
     match result {

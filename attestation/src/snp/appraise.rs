@@ -22,6 +22,7 @@ pub fn appraise(
 ) -> Result<Verdict, ReportError> {
     let report = Report::parse(raw)?;
     let mut v = Verdict::new(Platform::SevSnp, now);
+    v.check_platform_allowed(policy);
     record(&mut v, &report, product_of(&report, chain).ok());
     let verified = match verify_parsed(&report, chain, now) {
         Ok(verified) => {
@@ -135,7 +136,20 @@ fn check_policy(
             ),
         );
     }
-    if let (Some(min), Some(verified)) = (policy.min_tcb, verified) {
+    let min = verified.and_then(|verified| {
+        let min = policy
+            .min_tcb
+            .and_then(|m| m.for_product(verified.product()));
+        v.tcb_status = Some(if min.is_some() { "MeetsMinimum" } else { "NoMinimum" }.to_owned());
+        if min.is_none() {
+            v.not_checked.push(format!(
+                "sev-snp: TCB currency (no sev_snp.min_tcb for {}): any TCB the VCEK certifies is accepted",
+                verified.product()
+            ));
+        }
+        min.map(|min| (min, verified))
+    });
+    if let Some((min, verified)) = min {
         let tcb = verified.reported_tcb();
         let below = [
             ("bootloader", tcb.bootloader, min.bootloader),
@@ -146,6 +160,7 @@ fn check_policy(
         ];
         for (name, have, need) in below {
             if have < need {
+                v.tcb_status = Some("BelowMinimum".to_owned());
                 v.reject(
                     ReasonCode::TcbBelowMinimum,
                     format!("reported TCB {name} {have} is below sev_snp.min_tcb.{name} {need}"),

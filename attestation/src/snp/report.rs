@@ -40,6 +40,15 @@ pub enum ReportError {
     /// A version other than 2, 3 or 5.
     #[error("SEV-SNP report version {0} is not supported (2, 3 and 5 are)")]
     UnsupportedVersion(u32),
+    /// A non-zero byte in the unsigned area after the signature, which the
+    /// firmware leaves zero: anything there could be changed by anyone.
+    #[error("byte {offset:#x} after the signature is {value:#04x}, not zero")]
+    NonZeroAfterSignature {
+        /// Offset in the report.
+        offset: usize,
+        /// The byte found.
+        value: u8,
+    },
 }
 
 /// The processor generation, which fixes the TCB layout and the AMD root.
@@ -301,7 +310,13 @@ impl<'a> Report<'a> {
         r.take(SIGNED_LEN - 0x1F8, "mitigation vectors and reserved")?;
         let signature_r = r.array("signature r")?;
         let signature_s = r.array("signature s")?;
-        r.take(REPORT_LEN - 0x2A0 - 144, "signature reserved")?;
+        let after = r.take(REPORT_LEN - SIGNED_LEN - 144, "signature reserved")?;
+        if let Some((i, &value)) = after.iter().enumerate().find(|(_, b)| **b != 0) {
+            return Err(ReportError::NonZeroAfterSignature {
+                offset: SIGNED_LEN + 144 + i,
+                value,
+            });
+        }
         Ok(Self {
             version,
             guest_svn,

@@ -136,7 +136,9 @@ impl SnpError {
     pub fn code(&self) -> ReasonCode {
         match self {
             Self::Malformed(ReportError::UnsupportedVersion(_)) => ReasonCode::UnsupportedVersion,
-            Self::Malformed(ReportError::TrailingBytes(_)) => ReasonCode::TrailingBytes,
+            Self::Malformed(
+                ReportError::TrailingBytes(_) | ReportError::NonZeroAfterSignature { .. },
+            ) => ReasonCode::TrailingBytes,
             Self::Malformed(_)
             | Self::UnsupportedSignatureAlgorithm(_)
             | Self::NoSigningKey(_)
@@ -406,6 +408,13 @@ fn verify_chain(
             .map_err(|error| SnpError::Certificate { which, error })?;
         cert.check_valid_at(now)
             .map_err(|error| SnpError::NotValidAt { which, error })?;
+        // The ARK issues the ASK, which issues the VCEK/VLEK leaf.
+        let usage = match which {
+            ChainCert::Ark => cert.check_may_issue(1),
+            ChainCert::Ask => cert.check_may_issue(0),
+            ChainCert::Vek => cert.check_signing_leaf(),
+        };
+        usage.map_err(|error| SnpError::Certificate { which, error })?;
     }
     // RSA-PSS links through the `sev` crate. It verifies the re-encoded TBS,
     // which require_canonical above has shown to be the bytes received.
@@ -501,6 +510,13 @@ fn check_chip_id(vek: &Cert, chip_id: &[u8; 64], key: SigningKey) -> Result<(), 
 
 /// Checks the ECDSA P-384 signature over bytes `0x000..0x2A0` as received.
 /// r and s are 72-byte little-endian fields whose upper 24 bytes are zero.
+///
+/// Both low-S and high-S signatures are accepted: AMD firmware does not
+/// normalise S (five of the seven genuine reports in the test vectors carry
+/// a high S), so refusing high S would refuse genuine reports. The cost is
+/// that anyone can turn a genuine report into a second genuine encoding
+/// (S into n - S); nothing here identifies a report by its raw bytes, and
+/// every other unsigned byte is pinned (zero padding, zero upper halves).
 fn verify_signature(report: &Report<'_>, vek: &Cert, key: SigningKey) -> Result<(), SnpError> {
     let invalid = || SnpError::SignatureInvalid(key);
     let scalar = |le: &[u8; 72]| -> Result<[u8; 48], SnpError> {

@@ -41,6 +41,7 @@ pub fn appraise(
         }
     };
     let mut v = Verdict::new(Platform::Tdx, now);
+    v.check_platform_allowed(policy);
     record_measurements(&mut v, td);
     v.facts
         .insert("quote_version".into(), quote.header.version.to_string());
@@ -65,10 +66,38 @@ pub fn appraise(
     if let Some(verified) = &verified {
         record_tcb(&mut v, verified);
     }
+    check_collateral_age(&mut v, &policy.tdx, collateral);
     let rule = check_policy(&mut v, &policy.tdx, td, verified.as_ref(), now);
     v.check_report_data(&td.report_data, expected_report_data);
     v.settle(Some(rule));
     Ok(v)
+}
+
+/// Refuses collateral older than the policy's TCB evaluation data number:
+/// a bundle may carry its own collateral, and older (still valid) TCB info
+/// can rate a platform better than the current one.
+fn check_collateral_age(v: &mut Verdict, policy: &TdxPolicy, collateral: &TdxCollateral) {
+    let tcb_info = collateral.tcb_evaluation_data_number();
+    let qe = collateral.qe_tcb_evaluation_data_number();
+    if let Some(n) = tcb_info {
+        v.facts
+            .insert("tcb_evaluation_data_number".into(), n.to_string());
+    }
+    let Some(min) = policy.min_tcb_evaluation_data_number else {
+        return;
+    };
+    for (item, number) in [("TCB info", tcb_info), ("QE identity", qe)] {
+        if number.is_none_or(|n| n < min) {
+            let have = number.map_or_else(|| "none".to_owned(), |n| n.to_string());
+            v.reject(
+                ReasonCode::CollateralTooOld,
+                format!(
+                    "the {item}'s TCB evaluation data number is {have}; \
+                     tdx.min_tcb_evaluation_data_number is {min}"
+                ),
+            );
+        }
+    }
 }
 
 fn record_measurements(v: &mut Verdict, td: &TdReport) {
@@ -118,12 +147,7 @@ fn check_policy(
     now: Timestamp,
 ) -> String {
     let attrs = td.td_attributes;
-    if attrs.debug() && !policy.allow_debug {
-        v.reject(
-            ReasonCode::DebugEnabled,
-            "the TD has the DEBUG attribute: the host can read and change its memory",
-        );
-    }
+    check_td_attributes(v, attrs, policy.allow_debug);
     let registers: [(&str, Option<&Vec<_>>, &[u8; 48]); 6] = [
         ("mrtd", policy.mrtd.as_ref(), &td.mr_td),
         ("rtmr0", policy.rtmr0.as_ref(), &td.rtmr[0]),
@@ -184,11 +208,112 @@ fn check_policy(
     {
         rule.push_str(&format!(" until {grace}"));
     }
-    if attrs.debug() {
+    if attrs.tud() != 0 {
         rule.push_str("; tdx.allow_debug = true");
     }
     if !pinned.is_empty() {
         rule.push_str(&format!("; allowlisted: {}", pinned.join(", ")));
     }
     rule
+}
+
+/// Checks the TD attributes ourselves, on the report as received, whatever
+/// the DCAP library checked: `dcap-qvl` run with debug allowed (debug is
+/// policy here) also skips its check of the profiling bits, so this is the
+/// check that counts.
+///
+/// Any TUD bit (debug or profiling) is refused unless `tdx.allow_debug`;
+/// reserved bits, MIGRATABLE and a missing SEPT_VE_DISABLE are refused
+/// under every policy (once: a refusal already reported by the DCAP
+/// verifier is not repeated).
+pub(crate) fn check_td_attributes(
+    v: &mut Verdict,
+    attrs: super::quote::TdAttributes,
+    allow_debug: bool,
+) {
+    let tud = attrs.tud() & !super::quote::TdAttributes::RESERVED_MASK;
+    if tud != 0 && !allow_debug {
+        let mut what = Vec::new();
+        if attrs.debug() {
+            what.push("DEBUG: the host can read and change its memory");
+        }
+        if tud & 0x70 != 0 {
+            what.push("profiling (bits 6:4): the host can observe its execution");
+        }
+        v.reject(
+            ReasonCode::DebugEnabled,
+            format!(
+                "TD attributes {:#018x} put the TD under debug ({}); tdx.allow_debug is false",
+                attrs.0,
+                what.join("; ")
+            ),
+        );
+    }
+    let mut refused = Vec::new();
+    if attrs.reserved() != 0 {
+        refused.push(format!("reserved bits {:#018x} are set", attrs.reserved()));
+    }
+    if attrs.migratable() {
+        refused.push("MIGRATABLE is set".to_owned());
+    }
+    if !attrs.sept_ve_disable() {
+        refused.push("SEPT_VE_DISABLE is not set".to_owned());
+    }
+    if !refused.is_empty() && !v.has_reason(ReasonCode::TdAttributesRefused) {
+        v.reject(
+            ReasonCode::TdAttributesRefused,
+            format!("TD attributes {:#018x}: {}", attrs.0, refused.join("; ")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tdx::TdAttributes;
+
+    const SEPT_VE_DISABLE: u64 = 1 << 28;
+
+    fn codes(attrs: u64, allow_debug: bool) -> Vec<ReasonCode> {
+        let mut v = Verdict::new(Platform::Tdx, Timestamp::from_unix(0));
+        check_td_attributes(&mut v, TdAttributes(attrs), allow_debug);
+        v.reason_codes()
+    }
+
+    #[test]
+    fn every_tud_bit_is_refused_unless_debug_is_allowed() {
+        for bit in 0..8 {
+            let attrs = SEPT_VE_DISABLE | 1 << bit;
+            let strict = codes(attrs, false);
+            let lax = codes(attrs, true);
+            if TdAttributes(attrs).reserved() != 0 {
+                assert_eq!(strict, vec![ReasonCode::TdAttributesRefused], "bit {bit}");
+                assert_eq!(lax, vec![ReasonCode::TdAttributesRefused], "bit {bit}");
+            } else {
+                // Bits 0 (DEBUG) and 4..=6 (profiling).
+                assert_eq!(strict, vec![ReasonCode::DebugEnabled], "bit {bit}");
+                assert!(lax.is_empty(), "bit {bit}: {lax:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn reserved_bits_are_refused_under_every_policy() {
+        let defined = [0, 4, 5, 6, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 62, 63];
+        for bit in 0..64 {
+            let attrs = SEPT_VE_DISABLE | 1 << bit;
+            let refused = codes(attrs, true).contains(&ReasonCode::TdAttributesRefused);
+            // MIGRATABLE (29) is defined but refused too.
+            let expect = !defined.contains(&bit) || bit == 29;
+            assert_eq!(refused, expect, "bit {bit}");
+        }
+    }
+
+    #[test]
+    fn a_plain_production_td_passes() {
+        assert!(codes(SEPT_VE_DISABLE, false).is_empty());
+        // PERFMON (63), PKS (30), LASS (27) are the TD's own business.
+        assert!(codes(SEPT_VE_DISABLE | 1 << 63 | 1 << 30 | 1 << 27, false).is_empty());
+        assert_eq!(codes(0, false), vec![ReasonCode::TdAttributesRefused]);
+    }
 }

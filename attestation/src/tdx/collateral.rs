@@ -64,11 +64,19 @@ struct TcbInfoSummary {
     tcb_evaluation_data_number: Option<u32>,
 }
 
+/// Facts from the signed QE identity.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QeIdentitySummary {
+    tcb_evaluation_data_number: Option<u32>,
+}
+
 /// Collateral for verifying one DCAP quote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TdxCollateral {
     pub(crate) inner: dcap_qvl::QuoteCollateralV3,
     summary: TcbInfoSummary,
+    qe_summary: QeIdentitySummary,
 }
 
 impl TdxCollateral {
@@ -87,12 +95,11 @@ impl TdxCollateral {
                 field: "tcb_info",
                 reason: e.to_string(),
             })?;
-        serde_json::from_str::<serde_json::Value>(&json.qe_identity).map_err(|e| {
-            CollateralError::Body {
+        let qe_summary: QeIdentitySummary =
+            serde_json::from_str(&json.qe_identity).map_err(|e| CollateralError::Body {
                 field: "qe_identity",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let inner = dcap_qvl::QuoteCollateralV3 {
             root_ca_crl: hex_field("root_ca_crl", &json.root_ca_crl)?,
             pck_crl: hex_field("pck_crl", &json.pck_crl)?,
@@ -105,7 +112,11 @@ impl TdxCollateral {
             qe_identity: json.qe_identity,
             pck_certificate_chain: None,
         };
-        Ok(Self { inner, summary })
+        Ok(Self {
+            inner,
+            summary,
+            qe_summary,
+        })
     }
 
     /// Serialises to the JSON form [`TdxCollateral::from_json`] reads.
@@ -177,6 +188,11 @@ impl TdxCollateral {
     /// Intel's TCB evaluation data number.
     pub fn tcb_evaluation_data_number(&self) -> Option<u32> {
         self.summary.tcb_evaluation_data_number
+    }
+
+    /// Intel's TCB evaluation data number of the QE identity.
+    pub fn qe_tcb_evaluation_data_number(&self) -> Option<u32> {
+        self.qe_summary.tcb_evaluation_data_number
     }
 
     /// The signed TCB info body.

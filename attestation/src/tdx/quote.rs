@@ -141,7 +141,29 @@ pub struct Header {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TdAttributes(pub u64);
 
+/// A mask of bits `lo..=hi` of a 64-bit attribute word.
+const fn bits(lo: u32, hi: u32) -> u64 {
+    (u64::MAX << lo) & (u64::MAX >> (63 - hi))
+}
+
 impl TdAttributes {
+    /// The TUD ("TD under debug") group, bits 7:0. Intel's TDX Module ABI
+    /// (348551-008US, table "TD Attributes Definition") says a TD with any
+    /// bit of this group set is untrusted: bit 0 is DEBUG, bits 6:4 enable
+    /// profiling, the rest are reserved.
+    pub const TUD_MASK: u64 = bits(0, 7);
+    /// Bits that ABI reserves (must be zero): 3:1 and 7 of TUD, 15:8 and
+    /// 26:23 of SEC, 61:32 of OTHER.
+    pub const RESERVED_MASK: u64 = bits(1, 3) | bits(7, 15) | bits(23, 26) | bits(32, 61);
+
+    /// The TUD group bits that are set (debug and profiling).
+    pub const fn tud(self) -> u64 {
+        self.0 & Self::TUD_MASK
+    }
+    /// The reserved bits that are set; any is a refusal.
+    pub const fn reserved(self) -> u64 {
+        self.0 & Self::RESERVED_MASK
+    }
     /// TUD.DEBUG: the TD is debuggable; its memory is not confidential.
     pub const fn debug(self) -> bool {
         self.0 & 1 != 0
