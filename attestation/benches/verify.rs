@@ -121,6 +121,24 @@ fn snp(c: &mut Criterion) {
         group.bench_function(format!("{name} verify_report"), |b| {
             b.iter(|| snp::verify_report(black_box(&report), &chain, now).unwrap())
         });
+        // Baseline: the two RSA-PSS links alone through the `sev` crate's
+        // pure-Rust backend, which verify_report used before `ring`.
+        let sev_cert = |file: &str| {
+            let bytes = read(&format!("snp/{name}/{file}"));
+            if file.ends_with(".pem") {
+                sev::certs::snp::Certificate::from_pem(&bytes).unwrap()
+            } else {
+                sev::certs::snp::Certificate::from_der(&bytes).unwrap()
+            }
+        };
+        let (ark, ask_cert, vek_cert) = (sev_cert("ark.pem"), sev_cert(ask), sev_cert(vek));
+        group.bench_function(format!("{name} sev crate RSA-PSS links only"), |b| {
+            b.iter(|| {
+                use sev::certs::snp::Verifiable as _;
+                (&ark, black_box(&ask_cert)).verify().unwrap();
+                (&ask_cert, black_box(&vek_cert)).verify().unwrap();
+            })
+        });
     }
     group.finish();
 }

@@ -12,6 +12,29 @@ use crate::time::Timestamp;
 const ECDSA_WITH_SHA384: der::asn1::ObjectIdentifier =
     der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
 
+/// OID of id-RSASSA-PSS.
+const RSASSA_PSS: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+
+/// RSASSA-PSS-params: hash SHA-384, MGF1 with SHA-384, salt length 48, as
+/// AMD's certificates carry them, with the default trailerField 1 written
+/// out (ARK, ASK, Milan VCEKs) and omitted (Genoa and Turin VCEKs, VLEKs).
+/// Nothing else is accepted: these are the parameters `ring` verifies.
+const PSS_SHA384_PARAMS: [&[u8]; 2] = [
+    &[
+        0x30, 0x39, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+        0x02, 0x02, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+        0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+        0x02, 0x02, 0x05, 0x00, 0xa2, 0x03, 0x02, 0x01, 0x30, 0xa3, 0x03, 0x02, 0x01, 0x01,
+    ],
+    &[
+        0x30, 0x34, 0xa0, 0x0f, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+        0x02, 0x02, 0x05, 0x00, 0xa1, 0x1c, 0x30, 0x1a, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7,
+        0x0d, 0x01, 0x01, 0x08, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04,
+        0x02, 0x02, 0x05, 0x00, 0xa2, 0x03, 0x02, 0x01, 0x30,
+    ],
+];
+
 /// Why a certificate could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -306,6 +329,50 @@ impl Cert {
             });
         }
         Ok(())
+    }
+
+    /// Checks that `issuer` signed this certificate with RSASSA-PSS
+    /// (SHA-384, MGF1-SHA-384, salt 48) over the TBS bytes as received,
+    /// with `ring`, and that the names chain. The algorithm identifier must
+    /// be one of the two encodings AMD uses, outside and inside the TBS.
+    pub(crate) fn verify_rsa_pss_sha384_signed_by(&self, issuer: &Cert) -> Result<(), CertError> {
+        self.check_issuer_name(issuer)?;
+        let unexpected = |algorithm: String| CertError::UnexpectedAlgorithm {
+            subject: self.subject(),
+            algorithm,
+            expected: "RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48",
+        };
+        let outer = &self.parsed.signature_algorithm;
+        if outer != &self.parsed.tbs_certificate.signature {
+            return Err(unexpected(
+                "an outer signature algorithm that differs from the TBS's".into(),
+            ));
+        }
+        if outer.oid != RSASSA_PSS {
+            return Err(unexpected(outer.oid.to_string()));
+        }
+        let params = outer
+            .parameters
+            .as_ref()
+            .and_then(|p| p.to_der().ok())
+            .unwrap_or_default();
+        if !PSS_SHA384_PARAMS.contains(&params.as_slice()) {
+            return Err(unexpected(format!("RSASSA-PSS with parameters {}", hex::encode(&params))));
+        }
+        let bad = || CertError::BadSignature {
+            subject: self.subject(),
+            issuer: issuer.subject(),
+        };
+        let signature = self.parsed.signature.as_bytes().ok_or_else(bad)?;
+        if crate::crypto::rsa_pss_sha384_signature_ok(
+            issuer.public_key_bytes(),
+            self.raw_tbs()?,
+            signature,
+        ) {
+            Ok(())
+        } else {
+            Err(bad())
+        }
     }
 
     pub(crate) fn check_issuer_name(&self, issuer: &Cert) -> Result<(), CertError> {

@@ -604,3 +604,39 @@ fn gpu_chain_links_must_be_cas_allowed_to_issue_and_the_leaf_a_signing_key() {
         "{error}"
     );
 }
+
+#[test]
+fn snp_chain_links_need_amds_exact_rsa_pss_parameters_and_signature() {
+    let name = "genoa-v5-oak";
+    let at = verify_at(&expected("snp", name));
+    let raw = read("snp", name, "report.bin");
+    let ask = snp_file(name, &["ask"]);
+    let vcek = snp_file(name, &["vcek"]);
+    let link_error = |vcek: &[u8]| match snp::verify_report(
+        &raw,
+        &SnpCertChain::parse(None, &ask, vcek).unwrap(),
+        at,
+    ) {
+        Err(snp::SnpError::ChainInvalid { detail, .. }) => detail,
+        other => panic!("{other:?}"),
+    };
+    // Salt length 48 -> 32, in both algorithm identifiers (TBS and outer).
+    let salt48 = [0xa2, 0x03, 0x02, 0x01, 0x30];
+    let mut salt32 = vcek.clone();
+    let mut found = 0;
+    for i in 0..salt32.len() - salt48.len() {
+        if salt32[i..i + 5] == salt48 {
+            salt32[i + 4] = 0x20;
+            found += 1;
+        }
+    }
+    assert_eq!(found, 2);
+    let detail = link_error(&salt32);
+    assert!(detail.contains("RSASSA-PSS"), "{detail}");
+    // One bit of the ASK's signature over the VCEK.
+    let mut flipped = vcek.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let detail = link_error(&flipped);
+    assert!(detail.contains("not signed by"), "{detail}");
+}

@@ -1,11 +1,10 @@
-//! SEV-SNP verification: ARK → ASK/ASVK → VCEK/VLEK with the `sev` crate,
+//! SEV-SNP verification: ARK → ASK/ASVK → VCEK/VLEK (RSA-PSS with `ring`),
 //! the report signature over the bytes received, and the reported TCB and
 //! chip id against the key certificate's extensions.
 
 use std::sync::OnceLock;
 
 use der::Decode;
-use sev::certs::snp::Verifiable as _;
 
 use super::report::{Product, Report, ReportError, SigningKey, Tcb};
 use crate::roots;
@@ -416,34 +415,20 @@ fn verify_chain(
         };
         usage.map_err(|error| SnpError::Certificate { which, error })?;
     }
-    // RSA-PSS links through the `sev` crate. It verifies the re-encoded TBS,
-    // which require_canonical above has shown to be the bytes received.
-    let sev_cert = |which: ChainCert, cert: &Cert| {
-        sev::certs::snp::Certificate::from_der(cert.der()).map_err(|e| SnpError::Certificate {
-            which,
-            error: CertError::Malformed(e.to_string()),
-        })
-    };
-    let sev_ark = sev_cert(ChainCert::Ark, ark)?;
-    let sev_ask = sev_cert(ChainCert::Ask, ask)?;
-    let sev_vek = sev_cert(ChainCert::Vek, vek)?;
     // The ARK is pinned: trusted as such, its self-signature adds nothing.
+    // RSA-PSS with `ring`, over the TBS bytes as received.
     let links = [
-        (ChainCert::Ark, ark, &sev_ark, ChainCert::Ask, ask, &sev_ask),
-        (ChainCert::Ask, ask, &sev_ask, ChainCert::Vek, vek, &sev_vek),
+        (ChainCert::Ark, ark, ChainCert::Ask, ask),
+        (ChainCert::Ask, ask, ChainCert::Vek, vek),
     ];
-    for (signer, signer_cert, signer_sev, signee, signee_cert, signee_sev) in links {
-        let invalid = |detail: String| SnpError::ChainInvalid {
-            signer,
-            signee,
-            detail,
-        };
+    for (signer, signer_cert, signee, signee_cert) in links {
         signee_cert
-            .check_issuer_name(signer_cert)
-            .map_err(|e| invalid(e.to_string()))?;
-        (signer_sev, signee_sev)
-            .verify()
-            .map_err(|e| invalid(e.to_string()))?;
+            .verify_rsa_pss_sha384_signed_by(signer_cert)
+            .map_err(|e| SnpError::ChainInvalid {
+                signer,
+                signee,
+                detail: e.to_string(),
+            })?;
     }
     Ok(())
 }
