@@ -6,6 +6,7 @@
 //!   "platform": "tdx" | "sev-snp" | "simulated",
 //!   "evidence": "<base64 quote or report>",
 //!   "certs": { "vcek"|"vlek": "<PEM>", "ask"|"asvk": "<PEM>", "ark": "<PEM>",
+//!              "amd_crl": "<PEM X509 CRL>",
 //!              "tdx_collateral": { ...collateral JSON... } },
 //!   "gpu": [ { "report": "<base64>", "cert_chain": "<PEM>" } ],
 //!   "identity": { "hpke_key_config": "...", "signer": "0x...",
@@ -25,7 +26,7 @@ use crate::binding::{self, Identity};
 use crate::gpu;
 use crate::policy::{Policy, allowed};
 use crate::simulated;
-use crate::snp::{self, SnpCertChain, SnpError};
+use crate::snp::{self, AmdCrl, SnpCertChain, SnpError};
 use crate::tdx::{self, CollateralError, TdxCollateral};
 use crate::time::Timestamp;
 use crate::verdict::{Platform, ReasonCode, Verdict};
@@ -114,6 +115,9 @@ pub struct BundleCerts {
     /// SNP ARK (PEM); must be AMD's pinned root when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ark: Option<String>,
+    /// AMD's CRL for the ARK (PEM `X509 CRL`), optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amd_crl: Option<String>,
     /// TDX collateral JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tdx_collateral: Option<serde_json::Value>,
@@ -156,6 +160,9 @@ pub struct BundleOptions<'a> {
     pub expected_nonce: Option<[u8; 32]>,
     /// TDX collateral to use instead of the bundle's.
     pub tdx_collateral: Option<&'a TdxCollateral>,
+    /// AMD CRL to use instead of the bundle's (a verifier's own is fresher
+    /// than one the node chose).
+    pub amd_crl: Option<&'a AmdCrl>,
 }
 
 impl EvidenceBundle {
@@ -221,12 +228,18 @@ impl EvidenceBundle {
             .as_ref()
             .or(c.asvk.as_ref())
             .ok_or(BundleError::MissingCertificate("ask or asvk"))?;
-        SnpCertChain::parse(
+        let chain = SnpCertChain::parse(
             c.ark.as_deref().map(str::as_bytes),
             ask.as_bytes(),
             vek.as_bytes(),
         )
-        .map_err(BundleError::Certificates)
+        .map_err(BundleError::Certificates)?;
+        match &c.amd_crl {
+            None => Ok(chain),
+            Some(pem) => AmdCrl::parse(pem.as_bytes())
+                .map(|crl| chain.with_crl(crl))
+                .map_err(|e| BundleError::Certificates(e.into())),
+        }
     }
 }
 
@@ -267,7 +280,10 @@ pub fn appraise(
                 .unwrap_or_else(|e| malformed(Platform::Tdx, e.code(), e.to_string()))
         }
         Platform::SevSnp => {
-            let chain = bundle.snp_chain()?;
+            let mut chain = bundle.snp_chain()?;
+            if let Some(crl) = options.amd_crl {
+                chain = chain.with_crl(crl.clone());
+            }
             snp::appraise(evidence, &chain, policy, now, Some(&expected)).unwrap_or_else(|e| {
                 let e = SnpError::from(e);
                 malformed(Platform::SevSnp, e.code(), e.to_string())

@@ -171,11 +171,17 @@ impl Cert {
     /// The raw TBS bytes as received: the first element of the outer
     /// SEQUENCE, header included.
     pub(crate) fn raw_tbs(&self) -> Result<&[u8], CertError> {
-        let outer = der_content(&self.der).ok_or_else(|| self.malformed("outer SEQUENCE"))?;
-        let (header, len) = der_header(outer).ok_or_else(|| self.malformed("TBS header"))?;
-        outer
-            .get(..header + len)
-            .ok_or_else(|| self.malformed("TBS length"))
+        first_inner_element(&self.der).ok_or_else(|| self.malformed("TBS"))
+    }
+
+    /// The serial number's bytes.
+    pub(crate) fn serial(&self) -> &[u8] {
+        self.parsed.tbs_certificate.serial_number.as_bytes()
+    }
+
+    /// The subject name.
+    pub(crate) fn subject_name(&self) -> &x509_cert::name::Name {
+        &self.parsed.tbs_certificate.subject
     }
 
     /// Fails unless the parsed TBS re-encodes to exactly the bytes received,
@@ -337,28 +343,15 @@ impl Cert {
     /// be one of the two encodings AMD uses, outside and inside the TBS.
     pub(crate) fn verify_rsa_pss_sha384_signed_by(&self, issuer: &Cert) -> Result<(), CertError> {
         self.check_issuer_name(issuer)?;
-        let unexpected = |algorithm: String| CertError::UnexpectedAlgorithm {
+        check_pss_sha384(
+            &self.parsed.signature_algorithm,
+            &self.parsed.tbs_certificate.signature,
+        )
+        .map_err(|algorithm| CertError::UnexpectedAlgorithm {
             subject: self.subject(),
             algorithm,
-            expected: "RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48",
-        };
-        let outer = &self.parsed.signature_algorithm;
-        if outer != &self.parsed.tbs_certificate.signature {
-            return Err(unexpected(
-                "an outer signature algorithm that differs from the TBS's".into(),
-            ));
-        }
-        if outer.oid != RSASSA_PSS {
-            return Err(unexpected(outer.oid.to_string()));
-        }
-        let params = outer
-            .parameters
-            .as_ref()
-            .and_then(|p| p.to_der().ok())
-            .unwrap_or_default();
-        if !PSS_SHA384_PARAMS.contains(&params.as_slice()) {
-            return Err(unexpected(format!("RSASSA-PSS with parameters {}", hex::encode(&params))));
-        }
+            expected: PSS_SHA384_NAME,
+        })?;
         let bad = || CertError::BadSignature {
             subject: self.subject(),
             issuer: issuer.subject(),
@@ -436,6 +429,42 @@ pub(crate) fn parse_pem_chain(bytes: &[u8]) -> Result<Vec<Cert>, CertError> {
         return Err(CertError::Empty);
     }
     Ok(certs)
+}
+
+/// Human name of the one RSA-PSS profile accepted.
+pub(crate) const PSS_SHA384_NAME: &str = "RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48";
+
+/// Checks that a signature algorithm is RSASSA-PSS with exactly AMD's
+/// SHA-384 parameters, and that the copy inside the signed part says the
+/// same; `Err` describes what was found instead.
+pub(crate) fn check_pss_sha384(
+    outer: &x509_cert::spki::AlgorithmIdentifierOwned,
+    signed_copy: &x509_cert::spki::AlgorithmIdentifierOwned,
+) -> Result<(), String> {
+    if outer != signed_copy {
+        return Err("an outer signature algorithm that differs from the signed one".into());
+    }
+    if outer.oid != RSASSA_PSS {
+        return Err(outer.oid.to_string());
+    }
+    let params = outer
+        .parameters
+        .as_ref()
+        .and_then(|p| p.to_der().ok())
+        .unwrap_or_default();
+    if PSS_SHA384_PARAMS.contains(&params.as_slice()) {
+        Ok(())
+    } else {
+        Err(format!("RSASSA-PSS with parameters {}", hex::encode(&params)))
+    }
+}
+
+/// The first element inside the DER SEQUENCE at the start of `der`, header
+/// included, as received: the signed part of a certificate or CRL.
+pub(crate) fn first_inner_element(der: &[u8]) -> Option<&[u8]> {
+    let outer = der_content(der)?;
+    let (header, len) = der_header(outer)?;
+    outer.get(..header.checked_add(len)?)
 }
 
 /// Length of a DER header and of its content.

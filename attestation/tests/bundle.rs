@@ -13,7 +13,7 @@ mod common;
 use cloister_attestation::bundle::{
     self, Base64Bytes, BundleCerts, BundleError, BundleOptions, EvidenceBundle, GpuEvidence,
 };
-use cloister_attestation::{Platform, Policy, ReasonCode, Timestamp, binding, simulated};
+use cloister_attestation::{Platform, Policy, ReasonCode, Timestamp, binding, simulated, snp};
 use common::{expected, read, testdata, verify_at};
 use serde_json::json;
 
@@ -328,4 +328,50 @@ fn a_bundle_with_a_duplicate_key_anywhere_is_refused() {
         EvidenceBundle::from_json(twice.as_bytes()),
         Err(BundleError::Json(_))
     ));
+}
+
+#[test]
+fn an_amd_crl_in_a_bundle_or_from_the_verifier_is_checked() {
+    let name = "genoa-v3-azure-trustee";
+    let dir = testdata().join("snp").join(name);
+    let pem = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    let at = verify_at(&expected("snp", name));
+    let mut b = EvidenceBundle {
+        version: 1,
+        platform: Platform::SevSnp,
+        evidence: Base64Bytes(read("snp", name, "report.bin")),
+        certs: BundleCerts {
+            vcek: Some(pem("vcek.pem")),
+            ask: Some(pem("ask.pem")),
+            ..Default::default()
+        },
+        gpu: Vec::new(),
+        identity: identity(),
+        nonce: "00".repeat(32),
+    };
+    let v = bundle::appraise(&b, &Policy::strict(), at, &BundleOptions::default()).unwrap();
+    assert!(
+        v.not_checked.contains(&snp::CRL_NOT_CHECKED.to_owned()),
+        "{:?}",
+        v.not_checked
+    );
+    // A CRL that is not AMD's (a test ARK signed it) is refused as
+    // collateral for another issuer, whether the bundle or the verifier
+    // brings it.
+    let synthetic = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let crl_pem = std::fs::read_to_string(synthetic.join("test-ark-crl.pem")).unwrap();
+    b.certs.amd_crl = Some(crl_pem.clone());
+    let b = EvidenceBundle::from_json(b.to_json().as_bytes()).unwrap();
+    let v = bundle::appraise(&b, &Policy::strict(), at, &BundleOptions::default()).unwrap();
+    assert!(v.has_reason(ReasonCode::CollateralMismatch), "{:?}", v.reasons);
+    assert!(!v.not_checked.contains(&snp::CRL_NOT_CHECKED.to_owned()));
+    let mut plain = b.clone();
+    plain.certs.amd_crl = None;
+    let crl = snp::AmdCrl::parse(crl_pem.as_bytes()).unwrap();
+    let options = BundleOptions {
+        amd_crl: Some(&crl),
+        ..Default::default()
+    };
+    let v = bundle::appraise(&plain, &Policy::strict(), at, &options).unwrap();
+    assert!(v.has_reason(ReasonCode::CollateralMismatch), "{:?}", v.reasons);
 }

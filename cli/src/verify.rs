@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use cloister_attestation::bundle::{self, BundleOptions, EvidenceBundle};
-use cloister_attestation::snp::{self, SnpCertChain};
+use cloister_attestation::snp::{self, AmdCrl, SnpCertChain};
 use cloister_attestation::tdx::{self, TdxCollateral};
 use cloister_attestation::{Verdict, gpu};
 
@@ -131,6 +131,12 @@ pub(crate) enum VerifyCommand {
         /// pinned in this binary, and a given ARK must be identical to it.
         #[arg(long, value_name = "FILE")]
         ark: Option<PathBuf>,
+        /// AMD's CRL for the ARK (DER or PEM, from KDS
+        /// /vcek/v1/{product}/crl or /vlek/v1/{product}/crl). With it, a
+        /// revoked ASK/ASVK is refused; without it, revocation is listed as
+        /// not checked.
+        #[arg(long, value_name = "FILE")]
+        crl: Option<PathBuf>,
         /// Require the report data to equal this (128 hex digits).
         #[arg(long, value_name = "HEX")]
         report_data: Option<String>,
@@ -166,6 +172,10 @@ pub(crate) enum VerifyCommand {
         /// TDX collateral to use instead of the bundle's own.
         #[arg(long, value_name = "FILE")]
         collateral: Option<PathBuf>,
+        /// AMD's CRL (DER or PEM, from KDS /vcek/v1/{product}/crl) to use
+        /// instead of the bundle's own, for SEV-SNP bundles.
+        #[arg(long, value_name = "FILE")]
+        amd_crl: Option<PathBuf>,
         #[command(flatten)]
         freshness: Freshness,
         #[command(flatten)]
@@ -199,6 +209,11 @@ pub(crate) fn run(command: VerifyCommand) -> ExitCode {
     }
 }
 
+/// Reads an AMD CRL file.
+fn read_crl(path: &std::path::Path) -> Result<AmdCrl> {
+    AmdCrl::parse(&read_file("AMD CRL", path)?).with_context(|| format!("{}", path.display()))
+}
+
 /// Computes the verdict; `Err` is unusable input (exit status 2).
 fn verdict(command: VerifyCommand) -> Result<Verdict> {
     match command {
@@ -227,6 +242,7 @@ fn verdict(command: VerifyCommand) -> Result<Verdict> {
             ask,
             asvk,
             ark,
+            crl,
             report_data,
             policy: p,
             common,
@@ -248,7 +264,10 @@ fn verdict(command: VerifyCommand) -> Result<Verdict> {
                 (None, None) => anyhow::bail!("give --ask or --asvk"),
             };
             let ark = ark.map(|path| read_file("ARK", &path)).transpose()?;
-            let chain = SnpCertChain::parse(ark.as_deref(), &issuer, &vek)?;
+            let mut chain = SnpCertChain::parse(ark.as_deref(), &issuer, &vek)?;
+            if let Some(path) = crl {
+                chain = chain.with_crl(read_crl(&path)?);
+            }
             snp::appraise(&raw, &chain, &policy, now, expected.as_ref())
                 .with_context(|| format!("{} is not an SEV-SNP report", report.display()))
         }
@@ -271,6 +290,7 @@ fn verdict(command: VerifyCommand) -> Result<Verdict> {
         VerifyCommand::Bundle {
             bundle: path,
             collateral,
+            amd_crl,
             freshness,
             policy: p,
             common,
@@ -285,9 +305,11 @@ fn verdict(command: VerifyCommand) -> Result<Verdict> {
                 .transpose()?;
             let bundle = EvidenceBundle::from_json(&read_file("bundle", &path)?)
                 .with_context(|| format!("{}", path.display()))?;
+            let amd_crl = amd_crl.as_deref().map(read_crl).transpose()?;
             let options = BundleOptions {
                 expected_nonce,
                 tdx_collateral: collateral.as_ref(),
+                amd_crl: amd_crl.as_ref(),
             };
             let mut verdict = bundle::appraise(&bundle, &policy, now, &options)?;
             freshness.note(&mut verdict);

@@ -95,11 +95,21 @@ fn pcs_and_kds(failures: Failures) -> Server {
             "/vcek/v1/Milan/cert_chain" => Reply::ok(milan_chain.clone()),
             "/vcek/v1/Turin/cert_chain" => Reply::ok(turin_chain.clone()),
             "/vlek/v1/Milan/cert_chain" => Reply::ok(vlek_chain.clone()),
+            "/vcek/v1/Milan/crl" => Reply::ok(synthetic_crl()),
             t if t.starts_with("/vcek/v1/Milan/") => Reply::ok(milan_vcek.clone()),
             t if t.starts_with("/vcek/v1/Turin/") => Reply::ok(turin_vcek.clone()),
             _ => Reply::status(404),
         }
     })
+}
+
+/// A CRL in AMD's format, signed by a test ARK (the attestation crate's
+/// synthetic test data): fetching and caching do not check signatures.
+fn synthetic_crl() -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/data/test-ark-crl.der"),
+    )
+    .unwrap()
 }
 
 fn config(server: &Server) -> HttpConfig {
@@ -530,4 +540,37 @@ fn network_failures_are_retryable() {
         "{err:?}"
     );
     assert!(err.is_retryable());
+}
+
+#[test]
+fn amd_crls_are_fetched_from_kds_and_cached_until_their_next_update() {
+    let (server, _, http) = setup();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = CachingCollateral::new(http, dir.path().join("collateral"));
+    let now = time("2030-01-01T00:00:00Z");
+    for _ in 0..3 {
+        let crl = cache.snp_crl(Product::Milan, SnpKeyKind::Vcek, now).unwrap();
+        assert_eq!(crl, synthetic_crl());
+    }
+    assert_eq!(server.hits(), ["/vcek/v1/Milan/crl"]);
+    // Past its nextUpdate (2126) the cached copy is refetched.
+    cache
+        .snp_crl(Product::Milan, SnpKeyKind::Vcek, time("2127-01-01T00:00:00Z"))
+        .unwrap();
+    assert_eq!(server.count("/vcek/v1/Milan/crl"), 2);
+    // The cache directory reads back as offline files.
+    let files = FileCollateral::new(dir.path().join("collateral"));
+    assert_eq!(
+        files.snp_crl(Product::Milan, SnpKeyKind::Vcek, now).unwrap(),
+        synthetic_crl()
+    );
+    // What is not a CRL is refused and never cached.
+    let err = cache
+        .snp_crl(Product::Turin, SnpKeyKind::Vcek, now)
+        .unwrap_err();
+    assert!(
+        matches!(err, CollateralError::MalformedResponse { what: "CRL", .. }) && !err.is_retryable(),
+        "{err}"
+    );
+    assert!(!dir.path().join("collateral/amd/Turin/vcek-crl.der").exists());
 }

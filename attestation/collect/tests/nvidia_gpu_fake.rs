@@ -260,7 +260,7 @@ fn recorded_evidence_verifies_and_binds_into_a_bundle() {
     let policy = Policy::from_toml("[simulated]\nallow = true\n[gpu]\nrequired = true\n").unwrap();
     let options = BundleOptions {
         expected_nonce: Some(nonce),
-        tdx_collateral: None,
+        ..BundleOptions::default()
     };
     let verdict = bundle::appraise(&b, &policy, Timestamp::now(), &options).unwrap();
     assert!(verdict.accepted, "{:?} {:?}", verdict.reasons, verdict.gpus);

@@ -34,6 +34,9 @@ pub fn appraise(
             None
         }
     };
+    if !chain.has_crl() {
+        v.not_checked.push(super::CRL_NOT_CHECKED.to_owned());
+    }
     let rule = check_policy(&mut v, &policy.sev_snp, &report, verified.as_ref());
     v.check_report_data(&report.report_data, expected_report_data);
     v.settle(Some(rule));

@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 
 use der::Decode;
 
+use super::crl::{AmdCrl, CrlError};
 use super::report::{Product, Report, ReportError, SigningKey, Tcb};
 use crate::roots;
 use crate::time::Timestamp;
@@ -120,6 +121,9 @@ pub enum SnpError {
         /// VCEK or VLEK.
         key: SigningKey,
     },
+    /// The AMD CRL given could not be used, or revokes the chain.
+    #[error(transparent)]
+    Crl(#[from] CrlError),
     /// The chip id differs from the VCEK's hwID.
     #[error("chip id {report} is not the VCEK's hwID {cert}")]
     ChipIdMismatch {
@@ -154,17 +158,28 @@ impl SnpError {
             Self::SignatureInvalid(_) => ReasonCode::EvidenceSignatureInvalid,
             Self::TcbMismatch { .. } => ReasonCode::TcbMismatch,
             Self::ChipIdMismatch { .. } => ReasonCode::ChipIdMismatch,
+            Self::Crl(e) => match e {
+                CrlError::Malformed(_) => ReasonCode::CollateralMalformed,
+                CrlError::WrongIssuer { .. } | CrlError::UnexpectedAlgorithm { .. } => {
+                    ReasonCode::CollateralMismatch
+                }
+                CrlError::SignatureInvalid => ReasonCode::CollateralSignatureInvalid,
+                CrlError::NotYetValid { .. } => ReasonCode::CollateralNotYetValid,
+                CrlError::Expired { .. } => ReasonCode::CollateralExpired,
+                CrlError::Revoked { .. } => ReasonCode::CertificateRevoked,
+            },
         }
     }
 }
 
 /// The certificates that vouch for a report: ARK, ASK (or ASVK) and the
-/// VCEK (or VLEK). Each may be PEM or DER.
+/// VCEK (or VLEK), each PEM or DER; and, when at hand, AMD's CRL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnpCertChain {
     ark: Option<Cert>,
     ask: Cert,
     vek: Cert,
+    crl: Option<AmdCrl>,
 }
 
 impl SnpCertChain {
@@ -178,7 +193,21 @@ impl SnpCertChain {
             ark: ark.map(|a| cert(ChainCert::Ark, a)).transpose()?,
             ask: cert(ChainCert::Ask, ask)?,
             vek: cert(ChainCert::Vek, vek)?,
+            crl: None,
         })
+    }
+
+    /// Adds AMD's CRL for the chain's ARK: verification then refuses a
+    /// revoked ASK/ASVK (and a CRL that is not current or not the ARK's).
+    #[must_use]
+    pub fn with_crl(mut self, crl: AmdCrl) -> Self {
+        self.crl = Some(crl);
+        self
+    }
+
+    /// Whether a CRL is part of the chain.
+    pub fn has_crl(&self) -> bool {
+        self.crl.is_some()
     }
 }
 
@@ -341,6 +370,9 @@ pub fn verify_parsed(
         return Err(SnpError::UntrustedArk(product));
     }
     verify_chain(pinned, &chain.ask, &chain.vek, key, now)?;
+    if let Some(crl) = &chain.crl {
+        crl.check(pinned, &[&chain.ask, &chain.vek], now)?;
+    }
 
     let tcb = Tcb::from_raw(report.reported_tcb, product);
     check_tcb(&chain.vek, &tcb, key)?;

@@ -6,6 +6,7 @@
 //!   longer would only produce rejections).
 //! - AMD certificates are cached per KDS request (product, hwID, TCB) and
 //!   kept indefinitely: a VCEK for a given TCB and the ASK/ARK never change.
+//! - AMD CRLs are cached per product and key kind until their nextUpdate.
 //!
 //! Writes go to a temporary file in the same directory, are synced, then
 //! renamed over the entry, so a crash never leaves a half-written entry. An
@@ -207,4 +208,36 @@ impl<S: CollateralSource> CollateralSource for CachingCollateral<S> {
         store(&path, &chain.to_kds_pem());
         Ok(chain)
     }
+
+    fn snp_crl(
+        &self,
+        product: Product,
+        kind: SnpKeyKind,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, CollateralError> {
+        let path = layout::crl(&self.dir, product, kind);
+        let cached = lookup(&path, |bytes| Ok((bytes.to_vec(), crl_next_update(bytes)?)));
+        match cached {
+            Some((der, Some(next))) if now < next => {
+                tracing::debug!(%product, %kind, %next, "AMD CRL from cache");
+                return Ok(der);
+            }
+            Some((_, next)) => {
+                tracing::debug!(%product, %kind, ?next, %now, "cached AMD CRL is due; refetching");
+            }
+            None => {}
+        }
+        let fresh = self.inner.snp_crl(product, kind, now)?;
+        store(&path, &fresh);
+        Ok(fresh)
+    }
+}
+
+/// A CRL's nextUpdate (a CRL without one is never served from the cache).
+fn crl_next_update(der: &[u8]) -> Result<Option<Timestamp>, String> {
+    let list = x509_cert::crl::CertificateList::from_der(der).map_err(|e| e.to_string())?;
+    Ok(list
+        .tbs_cert_list
+        .next_update
+        .map(|next| Timestamp::from_unix(next.to_unix_duration().as_secs())))
 }

@@ -87,4 +87,19 @@ impl CollateralSource for FileCollateral {
             reason,
         })
     }
+
+    fn snp_crl(
+        &self,
+        product: Product,
+        kind: SnpKeyKind,
+        _now: Timestamp,
+    ) -> Result<Vec<u8>, CollateralError> {
+        let path = layout::crl(&self.dir, product, kind);
+        let bytes = read(&path, &format!("{product} {kind} AMD CRL"))?;
+        super::crl_der(&bytes).map_err(|reason| CollateralError::MalformedFile {
+            path,
+            what: "AMD CRL",
+            reason,
+        })
+    }
 }

@@ -230,6 +230,20 @@ impl CollateralSource for HttpCollateral {
         SnpChainPem::from_kds_pem(&response.body)
             .map_err(|reason| response.malformed("certificate chain", reason))
     }
+
+    fn snp_crl(
+        &self,
+        product: Product,
+        kind: SnpKeyKind,
+        _now: Timestamp,
+    ) -> Result<Vec<u8>, CollateralError> {
+        let response = self.get(self.kds(&format!(
+            "/{}/v1/{}/crl",
+            kind.as_str(),
+            product.name()
+        )))?;
+        super::crl_der(&response.body).map_err(|reason| response.malformed("CRL", reason))
+    }
 }
 
 /// Maps a ureq error to a typed one.

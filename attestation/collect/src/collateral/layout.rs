@@ -7,6 +7,8 @@
 //! amd/<Product>/vcek-<hwid>-bl..-tee..-snp..-ucode..[-fmc..].der   VCEK (DER)
 //! amd/<Product>/vcek-cert_chain.pem              ASK then ARK (PEM), as KDS serves it
 //! amd/<Product>/vlek-cert_chain.pem              ASVK then ARK (PEM)
+//! amd/<Product>/vcek-crl.der                     AMD CRL for the ARK (DER), as KDS serves it
+//! amd/<Product>/vlek-crl.der
 //! ```
 //!
 //! The AMD names encode exactly what the KDS URL encodes (product, hwID and
@@ -33,4 +35,10 @@ pub(super) fn chain(dir: &Path, product: Product, kind: SnpKeyKind) -> PathBuf {
     dir.join("amd")
         .join(product.name())
         .join(format!("{}-cert_chain.pem", kind.as_str()))
+}
+
+pub(super) fn crl(dir: &Path, product: Product, kind: SnpKeyKind) -> PathBuf {
+    dir.join("amd")
+        .join(product.name())
+        .join(format!("{}-crl.der", kind.as_str()))
 }

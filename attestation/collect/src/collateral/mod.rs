@@ -1,6 +1,6 @@
 //! Collateral for verifiers: Intel TDX collateral (TCB info, QE identity,
 //! CRLs and their issuer chains) and AMD SEV-SNP certificates (VCEK, ASK,
-//! ARK).
+//! ARK) and CRLs.
 //!
 //! [`CollateralSource`] is the interface. Implementations:
 //!
@@ -59,6 +59,15 @@ pub trait CollateralSource: Send + Sync {
     fn snp_chain(&self, product: Product, kind: SnpKeyKind)
     -> Result<SnpChainPem, CollateralError>;
 
+    /// AMD's CRL for a product's ARK (DER), listing revoked ASKs (`Vcek`)
+    /// or ASVKs (`Vlek`). `now` lets caches decide freshness.
+    fn snp_crl(
+        &self,
+        product: Product,
+        kind: SnpKeyKind,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, CollateralError>;
+
     /// TDX collateral for a quote: FMSPC and CA type from its PCK certificate.
     fn tdx_collateral_for_quote(
         &self,
@@ -105,6 +114,14 @@ impl<T: CollateralSource + ?Sized> CollateralSource for Box<T> {
     ) -> Result<SnpChainPem, CollateralError> {
         (**self).snp_chain(product, kind)
     }
+    fn snp_crl(
+        &self,
+        product: Product,
+        kind: SnpKeyKind,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, CollateralError> {
+        (**self).snp_crl(product, kind, now)
+    }
 }
 
 impl<T: CollateralSource + ?Sized> CollateralSource for Arc<T> {
@@ -124,6 +141,14 @@ impl<T: CollateralSource + ?Sized> CollateralSource for Arc<T> {
         kind: SnpKeyKind,
     ) -> Result<SnpChainPem, CollateralError> {
         (**self).snp_chain(product, kind)
+    }
+    fn snp_crl(
+        &self,
+        product: Product,
+        kind: SnpKeyKind,
+        now: Timestamp,
+    ) -> Result<Vec<u8>, CollateralError> {
+        (**self).snp_crl(product, kind, now)
     }
 }
 
@@ -155,4 +180,11 @@ fn certificate_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
     };
     check_certificate_der(&der)?;
     Ok(der)
+}
+
+/// Checks that bytes are one DER CRL (signature and dates are the
+/// verifier's business).
+fn crl_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    cloister_attestation::snp::AmdCrl::parse(bytes).map_err(|e| e.to_string())?;
+    Ok(bytes.to_vec())
 }
