@@ -29,6 +29,6 @@ mod x509;
 
 pub use policy::Policy;
 pub use reader::Truncated;
-pub use x509::CertError;
 pub use time::Timestamp;
 pub use verdict::{Fault, GpuVerdict, Platform, Reason, ReasonCode, Verdict};
+pub use x509::CertError;

@@ -256,7 +256,13 @@ impl SnpMinTcb {
         if own.is_some() {
             return own;
         }
-        let general = [self.bootloader, self.tee, self.snp, self.microcode, self.fmc];
+        let general = [
+            self.bootloader,
+            self.tee,
+            self.snp,
+            self.microcode,
+            self.fmc,
+        ];
         general.iter().any(Option::is_some).then(|| MinTcb {
             bootloader: self.bootloader.unwrap_or(0),
             tee: self.tee.unwrap_or(0),
@@ -568,9 +574,10 @@ mod tests {
         );
         assert!(err.to_string().contains("tdx.mrtd"), "{err}");
         let mr = "ab".repeat(48);
-        let tdx_pinned =
-            Policy::from_toml(&format!("platforms = [\"tdx\"]\n[tdx]\nmrtd = [\"{mr}\"]\n"))
-                .unwrap();
+        let tdx_pinned = Policy::from_toml(&format!(
+            "platforms = [\"tdx\"]\n[tdx]\nmrtd = [\"{mr}\"]\n"
+        ))
+        .unwrap();
         tdx_pinned.check_fit_for_serving().unwrap();
         // Pinning TDX says nothing about SNP, which is still allowed.
         let only_tdx_pinned = Policy::from_toml(&format!("[tdx]\nmrtd = [\"{mr}\"]\n")).unwrap();
@@ -603,10 +610,13 @@ mod tests {
         assert_eq!(min.for_product(Product::Turin).unwrap().microcode, 0);
         let genoa = min.for_product(Product::Genoa).unwrap();
         assert_eq!((genoa.snp, genoa.microcode, genoa.bootloader), (23, 72, 0));
-        let only_genoa =
-            Policy::from_toml("[sev_snp.min_tcb.genoa]\nsnp = 23\n").unwrap();
+        let only_genoa = Policy::from_toml("[sev_snp.min_tcb.genoa]\nsnp = 23\n").unwrap();
         assert_eq!(
-            only_genoa.sev_snp.min_tcb.unwrap().for_product(Product::Milan),
+            only_genoa
+                .sev_snp
+                .min_tcb
+                .unwrap()
+                .for_product(Product::Milan),
             None
         );
         assert!(Policy::from_toml("[sev_snp.min_tcb.rome]\nsnp = 1\n").is_err());

@@ -295,7 +295,9 @@ impl Cert {
             return Err(constraint("missing, so it is not a CA".into()));
         };
         if !bc.ca {
-            return Err(constraint("cA is false, so it may not issue certificates".into()));
+            return Err(constraint(
+                "cA is false, so it may not issue certificates".into(),
+            ));
         }
         if let Some(max) = bc.path_len_constraint
             && intermediates_below > usize::from(max)
@@ -455,7 +457,10 @@ pub(crate) fn check_pss_sha384(
     if PSS_SHA384_PARAMS.contains(&params.as_slice()) {
         Ok(())
     } else {
-        Err(format!("RSASSA-PSS with parameters {}", hex::encode(&params)))
+        Err(format!(
+            "RSASSA-PSS with parameters {}",
+            hex::encode(&params)
+        ))
     }
 }
 

@@ -363,7 +363,11 @@ fn an_amd_crl_in_a_bundle_or_from_the_verifier_is_checked() {
     b.certs.amd_crl = Some(crl_pem.clone());
     let b = EvidenceBundle::from_json(b.to_json().as_bytes()).unwrap();
     let v = bundle::appraise(&b, &Policy::strict(), at, &BundleOptions::default()).unwrap();
-    assert!(v.has_reason(ReasonCode::CollateralMismatch), "{:?}", v.reasons);
+    assert!(
+        v.has_reason(ReasonCode::CollateralMismatch),
+        "{:?}",
+        v.reasons
+    );
     assert!(!v.not_checked.contains(&snp::CRL_NOT_CHECKED.to_owned()));
     let mut plain = b.clone();
     plain.certs.amd_crl = None;
@@ -373,5 +377,9 @@ fn an_amd_crl_in_a_bundle_or_from_the_verifier_is_checked() {
         ..Default::default()
     };
     let v = bundle::appraise(&plain, &Policy::strict(), at, &options).unwrap();
-    assert!(v.has_reason(ReasonCode::CollateralMismatch), "{:?}", v.reasons);
+    assert!(
+        v.has_reason(ReasonCode::CollateralMismatch),
+        "{:?}",
+        v.reasons
+    );
 }

@@ -342,16 +342,25 @@ fn snp_every_signed_byte_and_the_signature_reject_a_flipped_bit() {
         });
         // Nothing in the unsigned area after the signature may change: one
         // report, one encoding (but for S and n - S; see snp/verify.rs).
-        flip_each_byte(&raw, snp::SIGNED_LEN + 144..snp::REPORT_LEN, 7, |offset, bad| {
-            assert!(
-                matches!(
-                    Report::parse(bad),
-                    Err(snp::ReportError::NonZeroAfterSignature { offset: o, .. }) if o == offset
-                ),
-                "{name} byte {offset:#x}"
-            );
-            assert_eq!(snp_codes(bad, &chain, at), vec![TrailingBytes], "{name} byte {offset:#x}");
-        });
+        flip_each_byte(
+            &raw,
+            snp::SIGNED_LEN + 144..snp::REPORT_LEN,
+            7,
+            |offset, bad| {
+                assert!(
+                    matches!(
+                        Report::parse(bad),
+                        Err(snp::ReportError::NonZeroAfterSignature { offset: o, .. }) if o == offset
+                    ),
+                    "{name} byte {offset:#x}"
+                );
+                assert_eq!(
+                    snp_codes(bad, &chain, at),
+                    vec![TrailingBytes],
+                    "{name} byte {offset:#x}"
+                );
+            },
+        );
     }
 }
 
@@ -600,7 +609,13 @@ fn gpu_chain_links_must_be_cas_allowed_to_issue_and_the_leaf_a_signing_key() {
     .unwrap();
     let error = constraint(&[b[0], &no_cert_sign, b[2], b[3], b[4]].concat(), 1);
     assert!(
-        matches!(error, CertError::KeyUsage { needed: "keyCertSign", .. }),
+        matches!(
+            error,
+            CertError::KeyUsage {
+                needed: "keyCertSign",
+                ..
+            }
+        ),
         "{error}"
     );
 }

@@ -219,7 +219,11 @@ fn snp_verdicts_rate_the_tcb_against_the_minimum_for_their_product() {
     let none = appraise(name, &Policy::strict(), at);
     assert_eq!(none.tcb_status.as_deref(), Some("NoMinimum"));
     assert!(none.not_checked.iter().any(|n| n.contains("TCB currency")));
-    assert!(none.not_checked.iter().any(|n| n.contains("measurements not pinned")));
+    assert!(
+        none.not_checked
+            .iter()
+            .any(|n| n.contains("measurements not pinned"))
+    );
 
     // A Milan minimum does not apply to a Genoa report; a Genoa one does.
     let milan_only =
@@ -255,5 +259,9 @@ fn a_policy_for_tdx_only_refuses_genuine_snp_reports() {
     let tdx_pinned = Policy::from_toml(&format!("[tdx]\nmrtd = [\"{mr}\"]\n")).unwrap();
     let v = appraise(name, &tdx_pinned, at);
     assert!(v.accepted, "{:?}", v.reasons);
-    assert!(v.not_checked.iter().any(|n| n.starts_with("sev-snp: measurements not pinned")));
+    assert!(
+        v.not_checked
+            .iter()
+            .any(|n| n.starts_with("sev-snp: measurements not pinned"))
+    );
 }

@@ -363,7 +363,11 @@ fn a_profiling_bit_is_refused_as_debug_unless_debug_is_allowed() {
     for bit in [4, 5, 6] {
         let v = appraise_with_attributes(1 << bit, &Policy::strict());
         let attrs = u64::from_str_radix(&v.measurements["td_attributes"], 16).unwrap();
-        assert_ne!(attrs.swap_bytes() & 1 << bit, 0, "bit {bit} was not flipped");
+        assert_ne!(
+            attrs.swap_bytes() & 1 << bit,
+            0,
+            "bit {bit} was not flipped"
+        );
         assert!(v.has_reason(ReasonCode::DebugEnabled), "bit {bit}: {v:?}");
         assert!(v.has_reason(ReasonCode::EvidenceSignatureInvalid));
         let lax = Policy::from_toml("[tdx]\nallow_debug = true\n").unwrap();
@@ -377,7 +381,10 @@ fn reserved_attribute_bits_are_refused_whatever_the_policy() {
     let lax = Policy::from_toml("[tdx]\nallow_debug = true\n").unwrap();
     for bit in [2, 7, 9, 24, 40] {
         let v = appraise_with_attributes(1 << bit, &lax);
-        assert!(v.has_reason(ReasonCode::TdAttributesRefused), "bit {bit}: {v:?}");
+        assert!(
+            v.has_reason(ReasonCode::TdAttributesRefused),
+            "bit {bit}: {v:?}"
+        );
     }
 }
 
@@ -398,12 +405,18 @@ fn collateral_older_than_the_policy_minimum_is_refused() {
     .unwrap();
     assert!(appraise(name, &current, at).accepted);
 
-    let newer =
-        Policy::from_toml(&format!("[tdx]\nmin_tcb_evaluation_data_number = {}\n", number + 1))
-            .unwrap();
+    let newer = Policy::from_toml(&format!(
+        "[tdx]\nmin_tcb_evaluation_data_number = {}\n",
+        number + 1
+    ))
+    .unwrap();
     let v = appraise(name, &newer, at);
     assert!(!v.accepted);
-    assert!(v.has_reason(ReasonCode::CollateralTooOld), "{:?}", v.reasons);
+    assert!(
+        v.has_reason(ReasonCode::CollateralTooOld),
+        "{:?}",
+        v.reasons
+    );
     let reason = &v.reasons[0];
     assert!(reason.retry_may_help && reason.detail.contains("TCB info"));
 }

@@ -52,10 +52,14 @@ Stops on SIGINT or SIGTERM after finishing the requests in flight.";
 const VERIFY_EXAMPLES: &str = "Examples:
   cloister verify tdx quote.bin --collateral collateral.json
   cloister verify snp report.bin --vcek vcek.der --ask ask.pem --at 2026-01-01T00:00:00Z
+  cloister verify snp report.bin --vcek vcek.der --ask ask.pem --crl milan-crl.der
   cloister verify gpu report.bin --chain chain.pem --nonce <64 hex>
   cloister verify bundle bundle.json --nonce <64 hex you sent> --policy policy.toml --json
+  cloister verify bundle logged-bundle.json --any-nonce --at 2026-06-01T00:00:00Z
 
-The policy format is documented in attestation/src/policy.rs and README.md.";
+Without --policy no measurement is pinned: the verdict says whether the
+hardware is genuine, not which code runs on it (see \"not checked\").
+The policy format: README.md (Policy) and docs/attestation-policy.md.";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

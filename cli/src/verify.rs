@@ -28,8 +28,11 @@ pub(crate) struct Common {
 /// Options for subcommands that apply a policy.
 #[derive(Debug, Args)]
 pub(crate) struct WithPolicy {
-    /// Appraisal policy (TOML). Without it the strict default applies: TDX
-    /// UpToDate only, no debug TDs/guests, simulated evidence refused.
+    /// Appraisal policy (TOML). Without it the default applies: genuine TDX
+    /// or SEV-SNP hardware, TDX UpToDate only, no debug or profiled TDs, no
+    /// debuggable SNP guests, simulated evidence refused, and NO measurement
+    /// pinned (any code in a genuine VM passes; the verdict says so). Format
+    /// and meaning: README "Policy" and docs/attestation-policy.md.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
 }

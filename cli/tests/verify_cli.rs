@@ -378,7 +378,9 @@ fn freshness_must_be_explicit_for_gpu_reports_and_bundles() {
     assert_eq!(silent.status.code(), Some(2));
     let message = String::from_utf8_lossy(&silent.stderr);
     assert!(
-        message.contains("--nonce") && message.contains("--any-nonce") && message.contains("replay"),
+        message.contains("--nonce")
+            && message.contains("--any-nonce")
+            && message.contains("replay"),
         "{message}"
     );
     let silent_json = cloister(&["verify", "gpu", &report, "--chain", &chain, "--json"]);
@@ -390,7 +392,14 @@ fn freshness_must_be_explicit_for_gpu_reports_and_bundles() {
     assert!(table.contains("freshness"), "{table}");
 
     let both = cloister(&[
-        "verify", "gpu", &report, "--chain", &chain, "--any-nonce", "--nonce", &"00".repeat(32),
+        "verify",
+        "gpu",
+        &report,
+        "--chain",
+        &chain,
+        "--any-nonce",
+        "--nonce",
+        &"00".repeat(32),
     ]);
     assert_eq!(both.status.code(), Some(2));
 
@@ -422,7 +431,16 @@ fn policy_platforms_and_pins_show_next_to_the_decision() {
 
     let snp_only = dir.path().join("snp-only.toml");
     std::fs::write(&snp_only, "platforms = [\"sev-snp\"]\n").unwrap();
-    let refused = tdx(name, &[at[0], at[1], "--policy", snp_only.to_str().unwrap(), "--json"]);
+    let refused = tdx(
+        name,
+        &[
+            at[0],
+            at[1],
+            "--policy",
+            snp_only.to_str().unwrap(),
+            "--json",
+        ],
+    );
     assert_eq!(refused.status.code(), Some(1));
     assert_eq!(json(&refused)["reasons"][0]["code"], "platform_not_allowed");
 
@@ -447,6 +465,49 @@ fn policy_platforms_and_pins_show_next_to_the_decision() {
     ]);
     let table = String::from_utf8(out.stdout).unwrap();
     let first = table.lines().next().unwrap();
-    assert!(first.contains("sev-snp") && first.contains("VMPL"), "{table}");
-    assert!(table.lines().nth(1).unwrap().contains("measurements not pinned"), "{table}");
+    assert!(
+        first.contains("sev-snp") && first.contains("VMPL"),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .unwrap()
+            .contains("measurements not pinned"),
+        "{table}"
+    );
+}
+
+#[test]
+fn snp_with_an_amd_crl_that_is_not_the_arks() {
+    let dir = "snp/genoa-v5-oak";
+    let crl =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../attestation/tests/data/test-ark-crl.der");
+    let report = arg(data(&format!("{dir}/report.bin")));
+    let vcek = arg(data(&format!("{dir}/vcek.der")));
+    let ask = arg(data(&format!("{dir}/ask.pem")));
+    let base = [
+        "verify",
+        "snp",
+        &report,
+        "--vcek",
+        &vcek,
+        "--ask",
+        &ask,
+        "--at",
+        "2026-01-01T00:00:00Z",
+    ];
+    let without = cloister(&[&base[..], &["--json"]].concat());
+    assert_eq!(without.status.code(), Some(0));
+    assert!(
+        json(&without)["not_checked"]
+            .to_string()
+            .contains("revocation")
+    );
+    let with = cloister(&[&base[..], &["--crl", crl.to_str().unwrap(), "--json"]].concat());
+    assert_eq!(with.status.code(), Some(1));
+    assert_eq!(json(&with)["reasons"][0]["code"], "collateral_mismatch");
+    let missing = cloister(&[&base[..], &["--crl", "no-such.crl"]].concat());
+    assert_eq!(missing.status.code(), Some(2));
 }

@@ -1,6 +1,6 @@
 //! `snp::Report::parse` on arbitrary bytes: never panics, succeeds only on
-//! exactly 1184 bytes of a known version, and every field is read from its
-//! offset in the ABI's table.
+//! exactly 1184 bytes of a known version with zeros after the signature, and
+//! every field is read from its offset in the ABI's table.
 #![no_main]
 
 use cloister_attestation::snp::{REPORT_LEN, Report, SIGNED_LEN};
@@ -48,6 +48,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(report.launch_tcb, u64_at(data, 0x1F0));
     assert_eq!(&report.signature_r[..], &data[0x2A0..0x2E8]);
     assert_eq!(&report.signature_s[..], &data[0x2E8..0x330]);
+    assert!(
+        data[0x330..].iter().all(|&b| b == 0),
+        "parsed a report with non-zero bytes after the signature"
+    );
     let _ = (
         report.signing_key().to_string(),
         report.product_from_cpuid(),

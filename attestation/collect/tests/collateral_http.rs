@@ -549,19 +549,27 @@ fn amd_crls_are_fetched_from_kds_and_cached_until_their_next_update() {
     let cache = CachingCollateral::new(http, dir.path().join("collateral"));
     let now = time("2030-01-01T00:00:00Z");
     for _ in 0..3 {
-        let crl = cache.snp_crl(Product::Milan, SnpKeyKind::Vcek, now).unwrap();
+        let crl = cache
+            .snp_crl(Product::Milan, SnpKeyKind::Vcek, now)
+            .unwrap();
         assert_eq!(crl, synthetic_crl());
     }
     assert_eq!(server.hits(), ["/vcek/v1/Milan/crl"]);
     // Past its nextUpdate (2126) the cached copy is refetched.
     cache
-        .snp_crl(Product::Milan, SnpKeyKind::Vcek, time("2127-01-01T00:00:00Z"))
+        .snp_crl(
+            Product::Milan,
+            SnpKeyKind::Vcek,
+            time("2127-01-01T00:00:00Z"),
+        )
         .unwrap();
     assert_eq!(server.count("/vcek/v1/Milan/crl"), 2);
     // The cache directory reads back as offline files.
     let files = FileCollateral::new(dir.path().join("collateral"));
     assert_eq!(
-        files.snp_crl(Product::Milan, SnpKeyKind::Vcek, now).unwrap(),
+        files
+            .snp_crl(Product::Milan, SnpKeyKind::Vcek, now)
+            .unwrap(),
         synthetic_crl()
     );
     // What is not a CRL is refused and never cached.
@@ -569,8 +577,13 @@ fn amd_crls_are_fetched_from_kds_and_cached_until_their_next_update() {
         .snp_crl(Product::Turin, SnpKeyKind::Vcek, now)
         .unwrap_err();
     assert!(
-        matches!(err, CollateralError::MalformedResponse { what: "CRL", .. }) && !err.is_retryable(),
+        matches!(err, CollateralError::MalformedResponse { what: "CRL", .. })
+            && !err.is_retryable(),
         "{err}"
     );
-    assert!(!dir.path().join("collateral/amd/Turin/vcek-crl.der").exists());
+    assert!(
+        !dir.path()
+            .join("collateral/amd/Turin/vcek-crl.der")
+            .exists()
+    );
 }

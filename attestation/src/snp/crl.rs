@@ -108,7 +108,12 @@ impl AmdCrl {
 
     /// Checks that `ark` signed this CRL and that it is current at `now`,
     /// then that none of `chain` is on it.
-    pub(crate) fn check(&self, ark: &Cert, chain: &[&Cert], now: Timestamp) -> Result<(), CrlError> {
+    pub(crate) fn check(
+        &self,
+        ark: &Cert,
+        chain: &[&Cert],
+        now: Timestamp,
+    ) -> Result<(), CrlError> {
         let tbs = &self.parsed.tbs_cert_list;
         if &tbs.issuer != ark.subject_name() {
             return Err(CrlError::WrongIssuer {
@@ -218,7 +223,10 @@ mod tests {
             crl.check(&ark, &[&good], at("2030-01-01T00:00:00Z")),
             Err(CrlError::SignatureInvalid)
         );
-        assert!(matches!(AmdCrl::parse(b"not a crl"), Err(CrlError::Malformed(_))));
+        assert!(matches!(
+            AmdCrl::parse(b"not a crl"),
+            Err(CrlError::Malformed(_))
+        ));
         assert!(matches!(AmdCrl::parse(ARK), Err(CrlError::Malformed(_))));
     }
 }

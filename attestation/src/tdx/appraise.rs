@@ -299,7 +299,9 @@ mod tests {
 
     #[test]
     fn reserved_bits_are_refused_under_every_policy() {
-        let defined = [0, 4, 5, 6, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 62, 63];
+        let defined = [
+            0, 4, 5, 6, 16, 17, 18, 19, 20, 21, 22, 27, 28, 29, 30, 31, 62, 63,
+        ];
         for bit in 0..64 {
             let attrs = SEPT_VE_DISABLE | 1 << bit;
             let refused = codes(attrs, true).contains(&ReasonCode::TdAttributesRefused);

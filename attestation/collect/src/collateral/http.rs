@@ -237,11 +237,8 @@ impl CollateralSource for HttpCollateral {
         kind: SnpKeyKind,
         _now: Timestamp,
     ) -> Result<Vec<u8>, CollateralError> {
-        let response = self.get(self.kds(&format!(
-            "/{}/v1/{}/crl",
-            kind.as_str(),
-            product.name()
-        )))?;
+        let response =
+            self.get(self.kds(&format!("/{}/v1/{}/crl", kind.as_str(), product.name())))?;
         super::crl_der(&response.body).map_err(|reason| response.malformed("CRL", reason))
     }
 }
