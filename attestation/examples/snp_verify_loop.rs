@@ -40,7 +40,9 @@ fn main() {
             // pure-Rust backend (what verify_report used before `ring`).
             "sev-links" => {
                 (&sev_ark, std::hint::black_box(&sev_ask)).verify().unwrap();
-                (&sev_ask, std::hint::black_box(&sev_vcek)).verify().unwrap();
+                (&sev_ask, std::hint::black_box(&sev_vcek))
+                    .verify()
+                    .unwrap();
             }
             other => panic!("mode {other}: cloister or sev-links"),
         }
