@@ -152,6 +152,7 @@ fn check_policy(
         }
         min.map(|min| (min, verified))
     });
+    let min_applied = min.map(|(_, verified)| verified.product());
     if let Some((min, verified)) = min {
         let tcb = verified.reported_tcb();
         let below = [
@@ -166,7 +167,10 @@ fn check_policy(
                 v.tcb_status = Some("BelowMinimum".to_owned());
                 v.reject(
                     ReasonCode::TcbBelowMinimum,
-                    format!("reported TCB {name} {have} is below sev_snp.min_tcb.{name} {need}"),
+                    format!(
+                        "reported TCB {name} {have} is below the sev_snp.min_tcb {name} {need} for {}",
+                        verified.product()
+                    ),
                 );
             }
         }
@@ -178,8 +182,8 @@ fn check_policy(
     if policy.measurement.is_some() {
         rule.push_str("; measurement allowlisted");
     }
-    if policy.min_tcb.is_some() {
-        rule.push_str("; reported TCB >= sev_snp.min_tcb");
+    if let Some(product) = min_applied {
+        rule.push_str(&format!("; reported TCB >= sev_snp.min_tcb for {product}"));
     }
     rule
 }
