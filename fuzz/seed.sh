@@ -35,6 +35,12 @@ for dir in "$td"/gpu/*/; do
   seed gpu_appraise "$(basename "$dir").bin" "$dir/attestation_report.bin"
 done
 
+# --- AMD CRLs: the synthetic ones of the attestation tests (no genuine AMD
+# CRL is in the vectors), DER and PEM ------------------------------------------
+synthetic="$here/../attestation/tests/data"
+seed snp_crl test-ark-crl.der "$synthetic/test-ark-crl.der"
+seed snp_crl test-ark-crl.pem "$synthetic/test-ark-crl.pem"
+
 # --- SEV-SNP host certificate tables (auxblob) --------------------------------
 # GUID table: 24-byte entries {guid (RFC 4122 byte order), offset u32 LE,
 # length u32 LE}, an all-zero entry, then the certificates (AMD GHCB spec).
