@@ -73,7 +73,7 @@ pub enum PolicyError {
     RevokedAccepted,
     /// `platforms` names something that is not a hardware TEE platform.
     #[error(
-        "policy platforms may list \"tdx\" and \"sev-snp\", not {0:?} \
+        "policy platforms may list \"tdx\" and \"sev-snp\", not \"{0}\" \
          (simulated evidence is governed by [simulated] allow)"
     )]
     NotAHardwarePlatform(Platform),

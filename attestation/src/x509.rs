@@ -252,20 +252,7 @@ impl Cert {
                 expected: "ecdsa-with-SHA384",
             });
         }
-        let bad = || CertError::BadSignature {
-            subject: self.subject(),
-            issuer: issuer.subject(),
-        };
-        let signature = self.parsed.signature.as_bytes().ok_or_else(bad)?;
-        if crate::crypto::p384_der_signature_ok(
-            issuer.public_key_bytes(),
-            self.raw_tbs()?,
-            signature,
-        ) {
-            Ok(())
-        } else {
-            Err(bad())
-        }
+        self.check_signature_by(issuer, crate::crypto::p384_der_signature_ok)
     }
 
     /// A decoded extension of type `T`, if present.
@@ -354,16 +341,22 @@ impl Cert {
             algorithm,
             expected: PSS_SHA384_NAME,
         })?;
+        self.check_signature_by(issuer, crate::crypto::rsa_pss_sha384_signature_ok)
+    }
+
+    /// Checks the signature over the TBS bytes as received with the
+    /// issuer's key, by `signature_ok(public key, message, signature)`.
+    fn check_signature_by(
+        &self,
+        issuer: &Cert,
+        signature_ok: fn(&[u8], &[u8], &[u8]) -> bool,
+    ) -> Result<(), CertError> {
         let bad = || CertError::BadSignature {
             subject: self.subject(),
             issuer: issuer.subject(),
         };
         let signature = self.parsed.signature.as_bytes().ok_or_else(bad)?;
-        if crate::crypto::rsa_pss_sha384_signature_ok(
-            issuer.public_key_bytes(),
-            self.raw_tbs()?,
-            signature,
-        ) {
+        if signature_ok(issuer.public_key_bytes(), self.raw_tbs()?, signature) {
             Ok(())
         } else {
             Err(bad())

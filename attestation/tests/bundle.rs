@@ -206,12 +206,12 @@ fn real_tdx_evidence_in_a_bundle_verifies_but_is_not_bound_to_this_identity() {
     assert_eq!(err, BundleError::MissingCollateral);
 }
 
-#[test]
-fn real_snp_evidence_in_a_bundle_uses_the_bundle_certificates() {
-    let name = "genoa-v3-azure-trustee";
+/// A bundle around a real SNP report with its vector's VCEK, ASK and ARK
+/// (not bound to `identity()`: the binding check fails, nothing else).
+fn snp_bundle(name: &str) -> EvidenceBundle {
     let dir = testdata().join("snp").join(name);
     let pem = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let b = EvidenceBundle {
+    EvidenceBundle {
         version: 1,
         platform: Platform::SevSnp,
         evidence: Base64Bytes(read("snp", name, "report.bin")),
@@ -224,7 +224,13 @@ fn real_snp_evidence_in_a_bundle_uses_the_bundle_certificates() {
         gpu: Vec::new(),
         identity: identity(),
         nonce: "00".repeat(32),
-    };
+    }
+}
+
+#[test]
+fn real_snp_evidence_in_a_bundle_uses_the_bundle_certificates() {
+    let name = "genoa-v3-azure-trustee";
+    let b = snp_bundle(name);
     let v = bundle::appraise(
         &b,
         &Policy::strict(),
@@ -333,22 +339,8 @@ fn a_bundle_with_a_duplicate_key_anywhere_is_refused() {
 #[test]
 fn an_amd_crl_in_a_bundle_or_from_the_verifier_is_checked() {
     let name = "genoa-v3-azure-trustee";
-    let dir = testdata().join("snp").join(name);
-    let pem = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     let at = verify_at(&expected("snp", name));
-    let mut b = EvidenceBundle {
-        version: 1,
-        platform: Platform::SevSnp,
-        evidence: Base64Bytes(read("snp", name, "report.bin")),
-        certs: BundleCerts {
-            vcek: Some(pem("vcek.pem")),
-            ask: Some(pem("ask.pem")),
-            ..Default::default()
-        },
-        gpu: Vec::new(),
-        identity: identity(),
-        nonce: "00".repeat(32),
-    };
+    let mut b = snp_bundle(name);
     let v = bundle::appraise(&b, &Policy::strict(), at, &BundleOptions::default()).unwrap();
     assert!(
         v.not_checked.contains(&snp::CRL_NOT_CHECKED.to_owned()),

@@ -89,10 +89,8 @@ fn expiry_of_json(json: &[u8]) -> Result<Timestamp, String> {
         ("root CA CRL", &stored.root_ca_crl),
     ] {
         let der = hex::decode(crl.trim()).map_err(|e| format!("{name}: {e}"))?;
-        let list =
-            x509_cert::crl::CertificateList::from_der(&der).map_err(|e| format!("{name}: {e}"))?;
-        if let Some(next) = list.tbs_cert_list.next_update {
-            times.push(Timestamp::from_unix(next.to_unix_duration().as_secs()));
+        if let Some(next) = crl_next_update(&der).map_err(|e| format!("{name}: {e}"))? {
+            times.push(next);
         }
     }
     times
