@@ -24,13 +24,32 @@ cargo fmt --all -- --check
 step "clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "tests"
+run_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast "$@"
+  else
+    cargo test --locked --no-fail-fast "$@"
+  fi
+}
+
+step "tests (router ledger on SQLite)"
+run_tests --workspace
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --no-fail-fast
   cargo test --workspace --locked --doc
-else
-  cargo test --workspace --locked --no-fail-fast
 fi
+
+step "router tests again, on PostgreSQL (Debian package, throwaway cluster)"
+pg_dir="$(mktemp -d)"
+trap 'scripts/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true; rm -rf "$pg_dir"' EXIT
+export "$(scripts/postgres.sh start "$pg_dir")"
+run_tests -p cloister-router
+scripts/postgres.sh stop "$pg_dir"
+unset CLOISTER_TEST_POSTGRES_URL
+
+step "acceptance: the openai Python SDK and headless Chromium against cloister dev"
+cargo build --locked -p cloister-cli
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+scripts/tests/openai-sdk.sh "$target_dir/debug/cloister"
 
 step "libtdx_attest FFI against a fake library (feature tdx-attest-lib)"
 attestation/collect/tests/tdx-attest-fake/run.sh --locked

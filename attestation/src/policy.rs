@@ -48,6 +48,7 @@
 //!
 //! [simulated]
 //! allow = false
+//! measurement = ["<96 hex>"]         # optional allowlist of simulated measurements
 //!
 //! [models]
 //! weights_sha256 = ["<64 hex>"]      # allowed model digests; absent = any
@@ -282,11 +283,15 @@ pub struct GpuPolicy {
 }
 
 /// Simulated TEE rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimulatedPolicy {
     /// Accept simulated evidence (development only).
     pub allow: bool,
+    /// Allowlist of simulated measurements (96 hex; absent = any). The
+    /// simulated TEE measures the app version and the model, so a
+    /// development stack can still tell its own node from another.
+    pub measurement: Option<Vec<Digest48>>,
 }
 
 /// Model rules.

@@ -165,6 +165,17 @@ pub fn appraise(
             "simulated evidence proves nothing about hardware; the policy does not set [simulated] allow = true",
         );
     }
+    if let Some(list) = &policy.simulated.measurement
+        && !list.iter().any(|d| d.0 == evidence.measurement)
+    {
+        v.reject(
+            ReasonCode::MeasurementNotAllowed,
+            format!(
+                "simulated measurement {} is not in the policy's simulated.measurement allowlist",
+                hex::encode(evidence.measurement)
+            ),
+        );
+    }
     v.check_report_data(&evidence.report_data, expected_report_data);
     v.settle(Some("simulated.allow = true (development only)".into()));
     Ok(v)
@@ -196,6 +207,21 @@ mod tests {
         let ok = appraise(&raw, &dev, now, Some(&[2; 64])).unwrap();
         assert!(ok.accepted && ok.simulated, "{:?}", ok.reasons);
         assert_eq!(ok.platform, Platform::Simulated);
+
+        let mut pinned = dev.clone();
+        pinned.simulated.measurement = Some(vec![crate::policy::Digest48([1; 48])]);
+        assert!(
+            appraise(&raw, &pinned, now, Some(&[2; 64]))
+                .unwrap()
+                .accepted
+        );
+        pinned.simulated.measurement = Some(vec![crate::policy::Digest48([9; 48])]);
+        let other = appraise(&raw, &pinned, now, Some(&[2; 64])).unwrap();
+        assert!(
+            other.has_reason(ReasonCode::MeasurementNotAllowed),
+            "{:?}",
+            other.reasons
+        );
 
         let wrong = appraise(&raw, &dev, now, Some(&[3; 64])).unwrap();
         assert!(wrong.has_reason(ReasonCode::ReportDataMismatch));

@@ -57,7 +57,7 @@ pub(crate) fn run(args: EnclaveArgs) -> ExitCode {
 }
 
 /// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

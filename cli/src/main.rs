@@ -1,7 +1,9 @@
 //! `cloister`: the one front door to Cloister.
 //!
-//! Today it verifies attestation evidence offline (`cloister verify`); the
-//! router, enclave, proxy, audit and dev subcommands join it as they land.
+//! `verify` (offline attestation), `enclave` (the node), `router` (the
+//! OpenAI endpoint), `keys` / `accounts` (the router's ledger) and `dev`
+//! (the whole stack on localhost); proxy, audit and measure join as they
+//! land.
 
 #![forbid(unsafe_code)]
 
@@ -9,9 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dev;
 mod enclave;
 mod input;
 mod render;
+mod router;
 mod verify;
 
 /// Cloister: confidential LLM inference on attested TDX / SEV-SNP nodes.
@@ -41,7 +45,34 @@ enum Command {
     /// (RUST_LOG to filter); they never contain prompt or completion text.
     #[command(after_help = ENCLAVE_EXAMPLES)]
     Enclave(cloister_enclave::EnclaveArgs),
+    /// Run the router: an OpenAI-compatible endpoint in front of attested
+    /// nodes, with a ledger (SQLite, or PostgreSQL via DATABASE_URL).
+    ///
+    /// Nodes are challenged with a fresh nonce and get traffic only while
+    /// their re-attestation passes --policy. Plain requests are sealed to the
+    /// node by the router; clients may seal themselves (/v1/sealed/{node}).
+    /// Settings: --config FILE (TOML), environment, flags, in rising
+    /// precedence; --print-config shows the result.
+    #[command(after_help = ROUTER_EXAMPLES)]
+    Router(cloister_router::RouterArgs),
+    /// Manage the router's API keys (stored hashed).
+    #[command(subcommand)]
+    Keys(router::KeysCommand),
+    /// List the router's accounts: balances and usage.
+    Accounts(router::AccountsArgs),
+    /// Run the whole stack on localhost: the router on 127.0.0.1:8080 with
+    /// SQLite in ./.cloister, and one simulated-TEE enclave serving
+    /// SmolLM2-135M-Instruct (development only). Prints the lines to paste.
+    Dev(dev::DevArgs),
 }
+
+const ROUTER_EXAMPLES: &str = "Examples:
+  cloister router --policy policy.toml --node http://10.0.0.5:7070
+  cloister router --config router.toml --print-config
+  DATABASE_URL=postgres://cloister@db/cloister cloister router --policy policy.toml \\
+      --join-token \"$PROVIDER_TOKEN\" --tls-cert cert.pem --tls-key key.pem --listen 0.0.0.0:443
+
+Then: cloister keys create --account alice --credit 1000000";
 
 const ENCLAVE_EXAMPLES: &str = "Examples:
   cloister enclave --model SmolLM2-135M-Instruct.Q4_1.gguf --tee simulated
@@ -66,5 +97,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Verify(command) => verify::run(command),
         Command::Enclave(args) => enclave::run(args),
+        Command::Router(args) => router::run(args),
+        Command::Keys(command) => router::keys(command),
+        Command::Accounts(args) => router::accounts(args),
+        Command::Dev(args) => dev::run(args),
     }
 }

@@ -145,6 +145,26 @@ pub struct EnclaveArgs {
     /// hiding per-token timing at the cost of latency (0: off).
     #[arg(long, value_name = "DURATION", default_value = "0ms", value_parser = parse_duration)]
     pub coalesce: Duration,
+
+    /// A router to announce this node to (its base URL). Announcing only
+    /// names the address: the router then challenges the node and routes to
+    /// it only while it passes. Needs --advertise and --join-token. (The
+    /// host can do the same from outside the VM, since nothing secret is
+    /// sent; a static node list in the router needs neither.)
+    #[arg(long, value_name = "URL", requires_all = ["advertise", "join_token"])]
+    pub router: Option<String>,
+    /// The address the router reaches this node at (http:// or https://).
+    #[arg(long, value_name = "URL", requires = "router")]
+    pub advertise: Option<String>,
+    /// The provider join token the router was configured with.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "CLOISTER_JOIN_TOKEN",
+        hide_env_values = true,
+        requires = "router"
+    )]
+    pub join_token: Option<String>,
 }
 
 /// GPU evidence policy.

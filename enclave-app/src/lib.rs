@@ -25,6 +25,7 @@ pub mod evidence;
 pub mod hardening;
 pub mod http_server;
 pub mod inference;
+pub mod join;
 pub mod log_filter;
 pub mod model;
 pub mod replay;
@@ -375,6 +376,17 @@ pub async fn run(
     tracing::info!(%addr, "listening: GET /attestation, POST /v1/sealed, GET /healthz");
     // Scripts and tests read the bound address from this line.
     println!("cloister enclave listening on {addr}");
+    if let (Some(router), Some(advertise), Some(token)) = (
+        args.router.clone(),
+        args.advertise.clone(),
+        args.join_token.clone(),
+    ) {
+        tokio::spawn(join::announce(join::JoinTarget {
+            router,
+            advertise,
+            token,
+        }));
+    }
     let limits = ConnectionLimits {
         header_timeout: args.header_timeout,
         max_connections: args.max_connections,

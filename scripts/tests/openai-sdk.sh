@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Acceptance against a real `cloister dev` stack (router + simulated-TEE
+# enclave on SmolLM2-135M): the official `openai` Python package, unmodified
+# (scripts/tests/openai_sdk.py), then the status page in headless Chromium
+# (Debian's `chromium`), which must list the dev node; a screenshot goes to
+# $CLOISTER_SCREENSHOT when set. Installs the openai package (PyPI, into
+# ~/.cache/cloister/pydeps) and chromium (Debian) when missing.
+#
+#   scripts/tests/openai-sdk.sh PATH/TO/cloister
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=${1:?usage: $0 PATH/TO/cloister}
+
+pydeps="${CLOISTER_PYDEPS:-$HOME/.cache/cloister/pydeps}"
+if ! PYTHONPATH="$pydeps" python3 -c 'import openai' 2>/dev/null; then
+  echo "openai-sdk: installing the openai package (PyPI) into $pydeps"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$pydeps" 'openai==3.57.0' 2>&1 \
+    | grep -v -e 'dependency resolver' -e 'requires pydantic' -e 'Running pip as' || true
+fi
+if ! command -v chromium >/dev/null; then
+  echo "openai-sdk: installing chromium (Debian)"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+work=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin" dev --port "$port" --data-dir "$work/data" --requests-per-minute 30 >"$work/out" 2>"$work/log" &
+pid=$!
+cleanup() {
+  kill -INT "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 1 600); do
+  grep -q '^export OPENAI_API_KEY=' "$work/out" && break
+  kill -0 "$pid" 2>/dev/null || { cat "$work/log"; echo "openai-sdk: cloister dev died" >&2; exit 1; }
+  sleep 0.5
+done
+grep -q '^export OPENAI_API_KEY=' "$work/out" || { cat "$work/log"; echo "openai-sdk: cloister dev not ready" >&2; exit 1; }
+eval "$(grep '^export ' "$work/out")"
+export CLOISTER_MODEL=SmolLM2-135M-Instruct
+PYTHONPATH="$pydeps" python3 scripts/tests/openai_sdk.py
+
+# Status page in headless Chromium: the page loads and lists the dev node.
+page="http://127.0.0.1:$port/"
+chrome=(chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run)
+dom=$("${chrome[@]}" --dump-dom "$page" 2>/dev/null)
+echo "$dom" | grep -q '<table id="nodes"' || { echo "FAIL: status page has no node table"; exit 1; }
+echo "$dom" | grep -q 'class="node serving"' || { echo "FAIL: status page lists no serving node"; echo "$dom"; exit 1; }
+echo "$dom" | grep -q 'SmolLM2-135M-Instruct' || { echo "FAIL: status page does not name the dev model"; exit 1; }
+echo "ok: status page in headless Chromium lists the serving dev node"
+if [ -n "${CLOISTER_SCREENSHOT:-}" ]; then
+  "${chrome[@]}" --window-size=1400,700 --screenshot="$CLOISTER_SCREENSHOT" "$page" 2>/dev/null
+  echo "screenshot: $CLOISTER_SCREENSHOT"
+fi
+grep -i -q 'say hello\|count to three\|once upon a time' "$work/log" && { echo "FAIL: prompt text in the logs"; exit 1; }
+echo "ok: no prompt text in the stack's logs"
