@@ -64,6 +64,8 @@ pub struct RouterConfig {
     pub tokens_per_minute: u64,
     /// Largest request body in bytes.
     pub max_request_bytes: usize,
+    /// Seconds a client may take to send a request body.
+    pub body_timeout_secs: u64,
     /// Seconds to connect to a node.
     pub connect_timeout_secs: u64,
     /// Seconds a node may take before the first frame of an answer.
@@ -100,6 +102,7 @@ impl Default for RouterConfig {
             requests_per_minute: 600,
             tokens_per_minute: 2_000_000,
             max_request_bytes: 1024 * 1024,
+            body_timeout_secs: 30,
             connect_timeout_secs: 5,
             first_byte_timeout_secs: 120,
             idle_timeout_secs: 60,
@@ -323,9 +326,14 @@ impl RouterConfig {
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot print: {e}\n"))
     }
 
-    /// Durations.
+    /// Seconds between re-attestations.
     pub fn reattest_interval(&self) -> Duration {
         Duration::from_secs(self.reattest_interval_secs)
+    }
+
+    /// Deadline for a request body.
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs.max(1))
     }
 }
 

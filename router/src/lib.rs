@@ -70,6 +70,9 @@ pub enum StartError {
     /// The HTTP client or TLS.
     #[error("{0}")]
     Tls(String),
+    /// A node from the ledger or the configuration could not be added.
+    #[error("nodes: {0}")]
+    Nodes(#[from] state::AddNodeError),
     /// The listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

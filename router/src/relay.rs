@@ -16,7 +16,8 @@ use axum::body::{Body, Bytes};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use cloister_protocol::{
-    ExpectedReceipt, PayerKey, ResponseError, ResponseEvent, ResponseReader, seal_request,
+    ExpectedReceipt, PayerKey, ResponseError, ResponseEvent, ResponseReader, VerifiedReceipt,
+    seal_request,
 };
 use futures::StreamExt as _;
 use tokio::sync::mpsc;
@@ -74,6 +75,68 @@ struct Started {
     started: Instant,
 }
 
+impl Started {
+    /// The next plaintext or the receipt, reading upstream as needed; an
+    /// error (in words safe to show) when the node breaks off, goes silent
+    /// for `idle`, sends something that does not open, or reports an error.
+    async fn next_event(&mut self, idle: Duration) -> Result<ResponseEvent, String> {
+        loop {
+            match self.reader.next_event() {
+                Ok(Some(event)) => return Ok(event),
+                Ok(None) => {}
+                // The enclave sealed an error event for the client first;
+                // the answer ends here with no receipt.
+                Err(ResponseError::Remote(frame)) => {
+                    return Err(format!(
+                        "the node ended the answer with an error ({})",
+                        frame.code
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            match tokio::time::timeout(idle, self.upstream.next()).await {
+                Ok(Some(Ok(bytes))) => self.reader.push(&bytes),
+                Ok(Some(Err(e))) => return Err(crate::upstream::describe(&e)),
+                Ok(None) => return Err("the node closed the stream before its receipt".into()),
+                Err(_) => return Err("the node went silent".into()),
+            }
+        }
+    }
+
+    /// Checks and records the receipt (charging once), updates the node's
+    /// health, and returns the tokens it counts.
+    async fn charge(
+        // `&mut`: `Started` is `Send` but not `Sync`.
+        &mut self,
+        state: &RouterState,
+        caller: &Caller,
+        receipt: &VerifiedReceipt,
+    ) -> Result<u64, receipts::ReceiptRefused> {
+        let expectation = Expectation {
+            attested: &self.attested,
+            node_id: &self.node.id,
+            account: &caller.account,
+            expected: ExpectedReceipt {
+                request_hash: self.request_hash.into(),
+                response_hash: receipt.response.response_hash.into(),
+                payer: self.payer,
+            },
+        };
+        match receipts::accept(state, &receipt.receipt, &expectation).await {
+            Ok(_) => {
+                self.node
+                    .with_health(|h| h.on_success(self.started.elapsed()));
+                let r = &receipt.receipt.receipt;
+                Ok(r.prompt_tokens.saturating_add(r.completion_tokens))
+            }
+            Err(e) => {
+                self.node.with_health(|h| h.on_failure(Instant::now()));
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Why one attempt failed.
 enum AttemptError {
     /// Try the next node; `node_fault` counts against its breaker.
@@ -88,7 +151,9 @@ pub async fn forward(state: Arc<RouterState>, caller: Caller, request: PlainRequ
     let route = request.route;
     let reserved = request.reserved_tokens;
     let response = match forward_inner(state.clone(), &caller, request, started).await {
-        Ok(response) => response,
+        Ok(Answer::Done(response)) => response,
+        // The stream's duration is recorded when it ends.
+        Ok(Answer::Streaming(response)) => return response,
         Err(error) => {
             // Nothing was served: the token reservation goes back.
             state.limiter.settle(&caller.key_id, reserved, 0);
@@ -103,12 +168,18 @@ pub async fn forward(state: Arc<RouterState>, caller: Caller, request: PlainRequ
     response
 }
 
+/// A response, complete or still streaming.
+enum Answer {
+    Done(Response),
+    Streaming(Response),
+}
+
 async fn forward_inner(
     state: Arc<RouterState>,
     caller: &Caller,
     request: PlainRequest,
     started: Instant,
-) -> Result<Response, ApiError> {
+) -> Result<Answer, ApiError> {
     let candidates = state.nodes.candidates(&request.model);
     if candidates.nodes.is_empty() {
         return Err(if !candidates.serving_any {
@@ -145,9 +216,15 @@ async fn forward_inner(
                     .metrics
                     .first_token(request.route.label(), started.elapsed().as_secs_f64());
                 return Ok(if request.stream {
-                    stream_answer(state, caller.clone(), request, started_answer)
+                    Answer::Streaming(stream_answer(
+                        state,
+                        caller.clone(),
+                        request,
+                        started_answer,
+                        started,
+                    ))
                 } else {
-                    whole_answer(&state, caller, &request, started_answer).await?
+                    Answer::Done(whole_answer(&state, caller, &request, started_answer).await?)
                 });
             }
             Err(AttemptError::Final(response)) => {
@@ -155,7 +232,7 @@ async fn forward_inner(
                 state
                     .limiter
                     .settle(&caller.key_id, request.reserved_tokens, 0);
-                return Ok(response);
+                return Ok(Answer::Done(response));
             }
             Err(AttemptError::Retry { detail, node_fault }) => {
                 tracing::warn!(node = %node.id, error = %detail, "node failed before the first byte");
@@ -317,46 +394,22 @@ async fn whole_answer(
     let mut plaintext = std::mem::take(&mut started.first);
     let idle = Duration::from_secs(state.config.idle_timeout_secs);
     let receipt = loop {
-        match started.reader.next_event() {
-            Ok(Some(ResponseEvent::Plaintext(p))) => plaintext.extend_from_slice(&p),
-            Ok(Some(ResponseEvent::Receipt(r))) => break Ok(r),
-            Ok(None) => match tokio::time::timeout(idle, started.upstream.next()).await {
-                Ok(Some(Ok(bytes))) => started.reader.push(&bytes),
-                Ok(Some(Err(e))) => break Err(crate::upstream::describe(&e)),
-                Ok(None) => break Err("the node closed the stream before its receipt".into()),
-                Err(_) => break Err("the node went silent".into()),
-            },
-            Err(e) => break Err(e.to_string()),
+        match started.next_event(idle).await {
+            Ok(ResponseEvent::Plaintext(p)) => plaintext.extend_from_slice(&p),
+            Ok(ResponseEvent::Receipt(r)) => break r,
+            Err(detail) => {
+                started.node.with_health(|h| h.on_failure(Instant::now()));
+                tracing::warn!(node = %started.node.id, error = %detail, "answer incomplete: not charged");
+                return Err(ApiError::Upstream { detail });
+            }
         }
     };
-    let receipt = match receipt {
-        Ok(r) => r,
-        Err(detail) => {
-            started.node.with_health(|h| h.on_failure(Instant::now()));
-            tracing::warn!(node = %started.node.id, error = %detail, "answer incomplete: not charged");
-            return Err(ApiError::Upstream { detail });
-        }
-    };
-    let used = receipt.receipt.receipt.prompt_tokens + receipt.receipt.receipt.completion_tokens;
-    let expectation = Expectation {
-        attested: &started.attested,
-        node_id: &started.node.id,
-        account: &caller.account,
-        expected: ExpectedReceipt {
-            request_hash: started.request_hash.into(),
-            response_hash: receipt.response.response_hash.into(),
-            payer: started.payer,
-        },
-    };
-    if let Err(e) = receipts::accept(state, &receipt.receipt, &expectation).await {
-        started.node.with_health(|h| h.on_failure(Instant::now()));
-        return Err(ApiError::Upstream {
+    let used = started
+        .charge(state, caller, &receipt)
+        .await
+        .map_err(|e| ApiError::Upstream {
             detail: format!("the node's receipt was refused ({e})"),
-        });
-    }
-    started
-        .node
-        .with_health(|h| h.on_success(started.started.elapsed()));
+        })?;
     state
         .limiter
         .settle(&caller.key_id, request.reserved_tokens, used);
@@ -376,9 +429,15 @@ fn stream_answer(
     caller: Caller,
     request: PlainRequest,
     started: Started,
+    request_started: Instant,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
-    tokio::spawn(pump(state, caller, request.reserved_tokens, started, tx));
+    let route = request.route;
+    tokio::spawn(async move {
+        let metrics = state.metrics.clone();
+        pump(state, caller, request.reserved_tokens, started, tx).await;
+        metrics.request(route.label(), 200, request_started.elapsed().as_secs_f64());
+    });
     let body = Body::from_stream(channel_stream(rx));
     let mut response = Response::new(body);
     let headers = response.headers_mut();
@@ -392,6 +451,20 @@ fn stream_answer(
     );
     headers.insert("x-accel-buffering", header::HeaderValue::from_static("no"));
     response
+}
+
+/// Sends to the client's body, giving up when the client does not take the
+/// bytes within `deadline` (a client that stops reading must not hold a
+/// generation, a task and a node slot forever) or has gone.
+pub(crate) async fn send_within(
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    bytes: Bytes,
+    deadline: Duration,
+) -> bool {
+    matches!(
+        tokio::time::timeout(deadline, tx.send(Ok(bytes))).await,
+        Ok(Ok(()))
+    )
 }
 
 /// A body stream fed by a channel.
@@ -410,67 +483,32 @@ async fn pump(
 ) {
     let idle = Duration::from_secs(state.config.idle_timeout_secs);
     let first = std::mem::take(&mut started.first);
-    if tx.send(Ok(Bytes::from(first))).await.is_err() {
+    if !send_within(&tx, Bytes::from(first), idle).await {
         started.node.with_health(|h| h.on_abandoned());
         state.limiter.settle(&caller.key_id, reserved, 0);
         return;
     }
     let outcome = loop {
-        match started.reader.next_event() {
-            Ok(Some(ResponseEvent::Plaintext(p))) => {
-                if tx.send(Ok(Bytes::from(p))).await.is_err() {
-                    // The client left: dropping the upstream stream cancels
-                    // the generation on the node; no receipt, no charge.
+        match started.next_event(idle).await {
+            Ok(ResponseEvent::Plaintext(p)) => {
+                if !send_within(&tx, Bytes::from(p), idle).await {
+                    // The client left or stopped reading: dropping the
+                    // upstream stream cancels the generation on the node;
+                    // no receipt, no charge.
                     started.node.with_health(|h| h.on_abandoned());
                     tracing::info!(node = %started.node.id, "client went away mid-stream: upstream closed, not charged");
                     state.limiter.settle(&caller.key_id, reserved, 0);
                     return;
                 }
             }
-            Ok(Some(ResponseEvent::Receipt(r))) => break Ok(r),
-            Ok(None) => match tokio::time::timeout(idle, started.upstream.next()).await {
-                Ok(Some(Ok(bytes))) => started.reader.push(&bytes),
-                Ok(Some(Err(e))) => break Err(crate::upstream::describe(&e)),
-                Ok(None) => break Err("the node closed the stream before its receipt".into()),
-                Err(_) => break Err("the node went silent".into()),
-            },
-            Err(ResponseError::Remote(frame)) => {
-                // The enclave already sealed an error event for the client;
-                // the stream ends here with no receipt.
-                break Err(format!(
-                    "the node ended the stream with an error ({})",
-                    frame.code
-                ));
-            }
-            Err(e) => break Err(e.to_string()),
+            Ok(ResponseEvent::Receipt(r)) => break Ok(r),
+            Err(detail) => break Err(detail),
         }
     };
     match outcome {
         Ok(receipt) => {
-            let used =
-                receipt.receipt.receipt.prompt_tokens + receipt.receipt.receipt.completion_tokens;
-            let expectation = Expectation {
-                attested: &started.attested,
-                node_id: &started.node.id,
-                account: &caller.account,
-                expected: ExpectedReceipt {
-                    request_hash: started.request_hash.into(),
-                    response_hash: receipt.response.response_hash.into(),
-                    payer: started.payer,
-                },
-            };
-            if receipts::accept(&state, &receipt.receipt, &expectation)
-                .await
-                .is_ok()
-            {
-                started
-                    .node
-                    .with_health(|h| h.on_success(started.started.elapsed()));
-                state.limiter.settle(&caller.key_id, reserved, used);
-            } else {
-                started.node.with_health(|h| h.on_failure(Instant::now()));
-                state.limiter.settle(&caller.key_id, reserved, 0);
-            }
+            let used = started.charge(&state, &caller, &receipt).await.unwrap_or(0);
+            state.limiter.settle(&caller.key_id, reserved, used);
         }
         Err(detail) => {
             tracing::warn!(node = %started.node.id, error = %detail, "stream failed after the first byte: not charged");

@@ -46,8 +46,8 @@ impl RouterState {
         self: &Arc<Self>,
         url: String,
         source: crate::nodes::NodeSource,
-    ) -> Result<(String, bool), crate::ledger::LedgerError> {
-        let (node, new) = self.nodes.add(url, source);
+    ) -> Result<(String, bool), AddNodeError> {
+        let (node, new) = self.nodes.add(url, source).ok_or(AddNodeError::Full)?;
         if new {
             self.ledger
                 .upsert_node(&node.id, &node.url, source, now_unix())
@@ -62,6 +62,18 @@ impl RouterState {
         }
         Ok((node.id.clone(), new))
     }
+}
+
+/// Why a node could not be added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddNodeError {
+    /// The registry holds [`crate::nodes::MAX_NODES`] already.
+    #[error("the router already attests {} nodes", crate::nodes::MAX_NODES)]
+    Full,
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerError),
 }
 
 /// Unix seconds now.

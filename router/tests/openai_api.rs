@@ -450,7 +450,10 @@ async fn nodes_at_https_addresses_are_attested_and_served() {
     .await;
     let url = format!("https://{front}");
     let ca = pki.path().join("ca.pem");
-    let stack = Stack::start(simulated_policy(), std::slice::from_ref(&url), |c| c.node_ca = Some(ca)).await;
+    let stack = Stack::start(simulated_policy(), std::slice::from_ref(&url), |c| {
+        c.node_ca = Some(ca)
+    })
+    .await;
     stack.settled(1).await;
     assert_eq!(stack.state.nodes.all()[0].status().name(), "serving");
     assert_eq!(
@@ -470,4 +473,29 @@ async fn nodes_at_https_addresses_are_attested_and_served() {
         "unreachable"
     );
     untrusted.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_is_cut_off() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let stack = Stack::start(simulated_policy(), &[], |c| c.body_timeout_secs = 1).await;
+    let addr = stack.url.strip_prefix("http://").unwrap().to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"model\":",
+        stack.key
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive"), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    stack.stop().await;
 }

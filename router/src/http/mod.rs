@@ -78,9 +78,24 @@ pub(crate) async fn authenticate(
     }
 }
 
-/// Reads a body of at most `limit` bytes.
-pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+/// Reads a body of at most `limit` bytes within `deadline`, so a client
+/// trickling a body cannot hold a connection and a task forever.
+pub(crate) async fn read_body(
+    body: Body,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<Bytes, ApiError> {
+    let read = axum::body::to_bytes(body, limit);
+    let Ok(read) = tokio::time::timeout(deadline, read).await else {
+        return Err(ApiError::bad_request(
+            format!(
+                "the request body did not arrive within {} s",
+                deadline.as_secs()
+            ),
+            None,
+        ));
+    };
+    read.map_err(|e| {
         if e.into_inner()
             .downcast_ref::<http_body_util::LengthLimitError>()
             .is_some()

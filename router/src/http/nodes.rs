@@ -48,7 +48,7 @@ pub(super) async fn join(
         tracing::warn!("join refused: unknown token");
         return ApiError::InvalidJoinToken.into_response();
     }
-    let body = match read_body(body, 16 * 1024).await {
+    let body = match read_body(body, 16 * 1024, state.config.body_timeout()).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
@@ -71,6 +71,13 @@ pub(super) async fn join(
             let node = state.nodes.get(&id);
             let status = node.map(|n| n.status().name()).unwrap_or("pending");
             Json(json!({ "node_id": id, "new": new, "state": status })).into_response()
+        }
+        Err(crate::state::AddNodeError::Full) => {
+            tracing::warn!("join refused: node registry full");
+            ApiError::NoNode {
+                detail: "this router attests as many nodes as it can".into(),
+            }
+            .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot record the node");

@@ -90,7 +90,12 @@ async fn admit(
     route: Route,
 ) -> Result<(crate::ledger::Caller, PlainRequest), ApiError> {
     let caller = authenticate(state, headers).await?;
-    let body = read_body(body, state.config.max_request_bytes).await?;
+    let body = read_body(
+        body,
+        state.config.max_request_bytes,
+        state.config.body_timeout(),
+    )
+    .await?;
     let peek: Peek = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(
             format!("The body is not a JSON object this endpoint takes ({e})."),

@@ -95,7 +95,12 @@ async fn forward_inner(
             detail: format!("node {} is {}", node.id, node.status().name()),
         });
     };
-    let sealed = read_body(body, state.config.max_request_bytes).await?;
+    let sealed = read_body(
+        body,
+        state.config.max_request_bytes,
+        state.config.body_timeout(),
+    )
+    .await?;
     state
         .limiter
         .admit(&caller.key_id, (sealed.len() as u64) / 4, Instant::now())
@@ -160,7 +165,7 @@ async fn forward_inner(
                     }
                 }
             }
-            if tx.send(Ok(piece)).await.is_err() {
+            if !crate::relay::send_within(&tx, piece, idle).await {
                 tracing::info!(node = %node.id, "client went away mid-stream");
                 break;
             }

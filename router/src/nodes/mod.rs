@@ -184,6 +184,10 @@ pub fn check_node_url(url: &str) -> Result<String, String> {
     Ok(url.trim_end_matches('/').to_owned())
 }
 
+/// Nodes one router attests at most (each costs a challenge per interval):
+/// a leaked join token cannot grow the registry without bound.
+pub const MAX_NODES: usize = 4096;
+
 /// Every node the router knows.
 #[derive(Debug)]
 pub struct NodeRegistry {
@@ -200,19 +204,23 @@ impl NodeRegistry {
         }
     }
 
-    /// Adds a node (URL already checked); returns it and whether it is new.
-    pub fn add(&self, url: String, source: NodeSource) -> (Arc<Node>, bool) {
+    /// Adds a node (URL already checked); returns it and whether it is new,
+    /// or `None` when the registry already holds [`MAX_NODES`].
+    pub fn add(&self, url: String, source: NodeSource) -> Option<(Arc<Node>, bool)> {
         let id = node_id(&url);
         let mut nodes = self
             .nodes
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(node) = nodes.get(&id) {
-            return (node.clone(), false);
+            return Some((node.clone(), false));
+        }
+        if nodes.len() >= MAX_NODES {
+            return None;
         }
         let node = Arc::new(Node::new(url, source, self.breaker));
         nodes.insert(id, node.clone());
-        (node, true)
+        Some((node, true))
     }
 
     /// A node by id.
