@@ -499,3 +499,45 @@ async fn a_body_that_never_arrives_is_cut_off() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     stack.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_silent_past_the_first_byte_deadline_is_retried_elsewhere() {
+    let a = TestNode::start("tiny", &[]).await;
+    let b = TestNode::start("tiny", &["--prompt-price", "1"]).await;
+    let stack = Stack::start(simulated_policy(), &[a.url(), b.url()], |c| {
+        c.first_byte_timeout_secs = 1
+    })
+    .await;
+    stack.settled(2).await;
+    a.proxy.hold();
+    let started = std::time::Instant::now();
+    let response = stack
+        .post("/v1/chat/completions", &chat("tiny", true, 4))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        sse_data(&response.text().await.unwrap()).last().unwrap(),
+        "[DONE]"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "waited for the deadline first"
+    );
+    let receipts = stack.state.ledger.recent_receipts(10).await.unwrap();
+    assert_eq!(
+        receipts[0].node_id,
+        cloister_router::nodes::node_id(&b.url())
+    );
+    let a_health = stack
+        .state
+        .nodes
+        .get(&cloister_router::nodes::node_id(&a.url()))
+        .unwrap()
+        .health();
+    assert_eq!(
+        a_health.failures, 1,
+        "the silent node is counted against its breaker"
+    );
+    a.proxy.release();
+    stack.stop().await;
+}
