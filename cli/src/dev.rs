@@ -165,7 +165,12 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         wait_stop(stop_rx.clone()),
     ));
 
-    let enclave_port = free_port()?;
+    // The node's address is stored in the ledger: the same port on every run
+    // keeps one node entry (the router's port + 1 when free).
+    let enclave_port = match std::net::TcpListener::bind(("127.0.0.1", args.port.wrapping_add(1))) {
+        Ok(probe) => probe.local_addr()?.port(),
+        Err(_) => free_port()?,
+    };
     let router_url = format!("http://127.0.0.1:{}", args.port);
     let enclave = EnclaveCli::try_parse_from([
         "enclave".to_owned(),

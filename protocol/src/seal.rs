@@ -48,7 +48,6 @@ pub fn seal_request(
         request_hash: Sha256::digest(&body).into(),
         payer: envelope.payer,
         records: RecordReader::new(MAX_FRAME_PAYLOAD),
-        scratch: vec![0; SCRATCH_LEN],
         boundary: Boundary::new(),
         held: Vec::new(),
         received: 0,
@@ -80,7 +79,6 @@ pub struct ResponseOpener {
     payer: Address,
     /// Splits the decrypted stream into padded records.
     records: RecordReader,
-    scratch: Vec<u8>,
     /// Holds back a partially received chunk length (see `boundary.rs`).
     boundary: Boundary,
     held: Vec<u8>,
@@ -109,7 +107,11 @@ impl ResponseOpener {
         self.source.push(self.held.get(..n).unwrap_or_default());
         self.held.drain(..n);
         let mut decrypted = Vec::new();
-        match pipe::read_available(&mut *self.reader, &mut self.scratch, &mut decrypted) {
+        // A read buffer per call, no larger than what was pushed (plaintext
+        // is never longer than its ciphertext): an opener held for a long
+        // stream keeps no 16 KiB buffer (a router holds one per request).
+        let mut scratch = vec![0; ciphertext.len().clamp(256, SCRATCH_LEN)];
+        match pipe::read_available(&mut *self.reader, &mut scratch, &mut decrypted) {
             Ok(false) => {
                 let mut out = Vec::new();
                 match self.records.push(&decrypted, &mut out) {
@@ -140,7 +142,8 @@ impl ResponseOpener {
         }
         self.source.close();
         let mut out = Vec::new();
-        match pipe::read_available(&mut *self.reader, &mut self.scratch, &mut out) {
+        let mut scratch = [0u8; 256];
+        match pipe::read_available(&mut *self.reader, &mut scratch, &mut out) {
             Ok(true) if out.is_empty() => {
                 self.records.finish()?;
                 Ok(OpenedResponse {

@@ -169,6 +169,7 @@ pub async fn start(config: RouterConfig, policy: Policy) -> Result<Arc<RouterSta
         domain,
         shutdown,
         started_at: Instant::now(),
+        recording: Arc::default(),
     });
     for row in state.ledger.nodes().await? {
         state.add_node(row.url, row.source).await?;
@@ -209,6 +210,11 @@ pub async fn serve(
     server::serve(listener, app, tls, signal)
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
+    let pending = state.recording.count();
+    if pending > 0 {
+        tracing::info!(pending, "recording the last receipts");
+        state.recording.wait_idle(Duration::from_secs(30)).await;
+    }
     state.ledger.close().await;
     tracing::info!("router stopped");
     Ok(())

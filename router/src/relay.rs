@@ -507,6 +507,10 @@ async fn pump(
     };
     match outcome {
         Ok(receipt) => {
+            // The client has the whole answer: end its stream now, then
+            // verify and record (an fsync) without holding it.
+            let _recording = state.recording.begin();
+            drop(tx);
             let used = started.charge(&state, &caller, &receipt).await.unwrap_or(0);
             state.limiter.settle(&caller.key_id, reserved, used);
         }

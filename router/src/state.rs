@@ -37,6 +37,60 @@ pub struct RouterState {
     pub shutdown: watch::Sender<bool>,
     /// When the router started.
     pub started_at: Instant,
+    /// Receipts being verified and recorded after their answer ended;
+    /// shutdown waits for them so that no served request goes unbilled.
+    pub recording: Arc<InFlight>,
+}
+
+/// Counts pieces of work that shutdown must wait for.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    /// Counts one piece of work until the guard drops.
+    pub fn begin(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    /// Work in progress.
+    pub fn count(&self) -> usize {
+        self.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Waits until nothing is in progress, or `limit` passes.
+    pub async fn wait_idle(&self, limit: std::time::Duration) {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.count() == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+/// See [`InFlight::begin`].
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl RouterState {
@@ -79,4 +133,32 @@ pub enum AddNodeError {
 /// Unix seconds now.
 pub fn now_unix() -> i64 {
     i64::try_from(Timestamp::now().unix()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn shutdown_waits_for_recordings() {
+        let recording = Arc::new(InFlight::default());
+        let guard = recording.begin();
+        let waiter = {
+            let recording = recording.clone();
+            tokio::spawn(
+                async move { recording.wait_idle(std::time::Duration::from_secs(5)).await },
+            )
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(
+            !waiter.is_finished(),
+            "waits while a receipt is being recorded"
+        );
+        drop(guard);
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("done once it is recorded")
+            .expect("no panic");
+        assert_eq!(recording.count(), 0);
+    }
 }

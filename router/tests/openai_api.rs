@@ -93,7 +93,7 @@ async fn chat_and_completions_stream_or_not_with_usage_and_charges() {
     assert_eq!(body["object"], "text_completion");
     assert!(body["usage"]["total_tokens"].as_i64().unwrap() > 0);
 
-    let receipts = stack.state.ledger.recent_receipts(10).await.unwrap();
+    let receipts = stack.receipts(3).await;
     assert_eq!(receipts.len(), 3, "one stored receipt per answer");
     let accounts = stack.state.ledger.accounts().await.unwrap();
     let alice = accounts.iter().find(|a| a.name == "alice").unwrap();
@@ -406,6 +406,7 @@ async fn a_node_that_fails_reattestation_is_drained_and_in_flight_requests_finis
         "[DONE]",
         "the request in flight finished"
     );
+    assert_eq!(stack.receipts(1).await.len(), 1);
     assert!(
         stack.balance().await < before,
         "and was charged from its receipt"
@@ -523,7 +524,7 @@ async fn a_node_silent_past_the_first_byte_deadline_is_retried_elsewhere() {
         started.elapsed() >= std::time::Duration::from_secs(1),
         "waited for the deadline first"
     );
-    let receipts = stack.state.ledger.recent_receipts(10).await.unwrap();
+    let receipts = stack.receipts(1).await;
     assert_eq!(
         receipts[0].node_id,
         cloister_router::nodes::node_id(&b.url())

@@ -173,6 +173,10 @@ async fn forward_inner(
                 break;
             }
         }
+        // The client has every frame: end its stream before recording
+        // (shutdown waits for the recording).
+        let _recording = state.recording.begin();
+        drop(tx);
         let used = match receipt {
             Some(receipt) => {
                 let expectation = Expectation {

@@ -219,6 +219,19 @@ impl Stack {
             .unwrap()
     }
 
+    /// The stored receipts once there are at least `n` (a streamed answer's
+    /// receipt is recorded just after the client's stream ends).
+    pub(crate) async fn receipts(&self, n: usize) -> Vec<cloister_router::ledger::ReceiptRow> {
+        let started = Instant::now();
+        loop {
+            let rows = self.state.ledger.recent_receipts(100).await.unwrap();
+            if rows.len() >= n || started.elapsed() > Duration::from_secs(5) {
+                return rows;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The account's balance.
     pub(crate) async fn balance(&self) -> i64 {
         self.state
