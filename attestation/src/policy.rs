@@ -78,8 +78,11 @@ pub enum PolicyError {
          (simulated evidence is governed by [simulated] allow)"
     )]
     NotAHardwarePlatform(Platform),
-    /// `platforms` is empty: nothing could ever be accepted.
-    #[error("policy platforms is empty: no evidence could ever be accepted")]
+    /// `platforms` is empty and simulated evidence is not allowed: nothing
+    /// could ever be accepted.
+    #[error(
+        "policy platforms is empty (and [simulated] allow is off): no evidence could ever be accepted"
+    )]
     NoPlatforms,
     /// A component that sends prompts on a verdict was given a policy that
     /// pins no code measurement for a platform it allows.
@@ -337,7 +340,8 @@ impl Policy {
         {
             return Err(PolicyError::NotAHardwarePlatform(*other));
         }
-        if policy.platforms.is_empty() {
+        // A development stack's policy may accept simulated evidence only.
+        if policy.platforms.is_empty() && !policy.simulated.allow {
             return Err(PolicyError::NoPlatforms);
         }
         Ok(policy)
@@ -567,6 +571,8 @@ mod tests {
             Policy::from_toml("platforms = []\n").unwrap_err(),
             PolicyError::NoPlatforms
         );
+        let dev = Policy::from_toml("platforms = []\n[simulated]\nallow = true\n").unwrap();
+        assert!(dev.platforms.is_empty() && dev.check_fit_for_serving().is_ok());
         assert!(Policy::from_toml("platforms = [\"tdx2\"]\n").is_err());
     }
 

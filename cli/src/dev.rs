@@ -104,6 +104,30 @@ async fn dev_key(
     Ok(key.secret)
 }
 
+/// The dev account's payer key for `cloister proxy` (created and registered
+/// on first use) and a policy that accepts this stack's simulated node: the
+/// `cloister proxy` flags that use them.
+async fn proxy_files(
+    ledger: &cloister_router::ledger::Ledger,
+    data_dir: &Path,
+) -> anyhow::Result<String> {
+    let payer_path = data_dir.join("dev-payer-key");
+    let (payer, _) = crate::proxy::payer_key(&payer_path)?;
+    ledger.register_payer("dev", payer.address()).await?;
+    let policy_path = data_dir.join("dev-policy.toml");
+    std::fs::write(
+        &policy_path,
+        "# cloister dev's own node runs on the simulated TEE: development only.\n\
+         platforms = []\n\n[simulated]\nallow = true\n",
+    )?;
+    Ok(format!(
+        "--policy {} --payer-key {} --receipts {}",
+        policy_path.display(),
+        payer_path.display(),
+        data_dir.join("receipts.jsonl").display()
+    ))
+}
+
 /// `cloister dev`
 pub(crate) fn run(args: DevArgs) -> ExitCode {
     init_logging(args.log_format);
@@ -155,6 +179,7 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         })?;
     let state = cloister_router::start(config, policy).await?;
     let key = dev_key(&state.ledger, &args.data_dir).await?;
+    let proxy_files = proxy_files(&state.ledger, &args.data_dir).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -227,6 +252,9 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
          curl {router_url}/v1/chat/completions -H \"Authorization: Bearer $OPENAI_API_KEY\" \
          -H 'Content-Type: application/json' \
          -d '{{\"model\":\"{DEV_MODEL_ID}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Say hello.\"}}],\"max_tokens\":32}}'\n\n\
+         End to end, through a local proxy that verifies the node under your own policy \
+         (the router then sees only ciphertext):\n\n\
+         cloister proxy --router {router_url} --api-key $OPENAI_API_KEY {proxy_files}\n\n\
          Ctrl-C stops everything.\n"
     );
     crate::enclave::shutdown_signal().await;

@@ -1,9 +1,10 @@
 //! `cloister`: the one front door to Cloister.
 //!
 //! `verify` (offline attestation), `enclave` (the node), `router` (the
-//! OpenAI endpoint), `keys` / `accounts` (the router's ledger) and `dev`
-//! (the whole stack on localhost); proxy, audit and measure join as they
-//! land.
+//! OpenAI endpoint), `keys` / `accounts` (the router's ledger), `dev` (the
+//! whole stack on localhost), `proxy` (end-to-end sealing for any OpenAI
+//! client) and `audit` (the router's attestation history and bills,
+//! re-checked); `measure` joins when it lands.
 
 #![forbid(unsafe_code)]
 
@@ -11,9 +12,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod dev;
 mod enclave;
 mod input;
+mod proxy;
 mod render;
 mod router;
 mod verify;
@@ -64,7 +67,28 @@ enum Command {
     /// SQLite in ./.cloister, and one simulated-TEE enclave serving
     /// SmolLM2-135M-Instruct (development only). Prints the lines to paste.
     Dev(dev::DevArgs),
+    /// A local OpenAI-compatible endpoint that seals every request end to
+    /// end: nodes are verified under your own --policy with fresh nonces,
+    /// answers and receipts are checked, receipts are logged locally. Any
+    /// OpenAI client works through it unchanged; the router sees only
+    /// ciphertext.
+    #[command(after_help = PROXY_EXAMPLES)]
+    Proxy(proxy::ProxyArgs),
+    /// Audit a router from outside: re-verify its attestation log under your
+    /// own policy and check where it sent traffic (`audit log`), or check an
+    /// account's receipts and bill (`audit receipts`).
+    ///
+    /// Exit status: 0 consistent; 1 differences (every one listed, one line
+    /// each); 2 unusable input or the router could not be read.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
+
+const PROXY_EXAMPLES: &str = "Examples:
+  cloister proxy --router https://router.example --policy my-policy.toml --api-key $KEY
+  OPENAI_BASE_URL=http://127.0.0.1:8090/v1 python my_app.py
+
+Exit status: 2 when it cannot start (no policy, an unusable payer key, the port taken).";
 
 const ROUTER_EXAMPLES: &str = "Examples:
   cloister router --policy policy.toml --node http://10.0.0.5:7070
@@ -101,5 +125,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => router::keys(command),
         Command::Accounts(args) => router::accounts(args),
         Command::Dev(args) => dev::run(args),
+        Command::Proxy(args) => proxy::run(args),
+        Command::Audit(command) => audit::run(command),
     }
 }

@@ -7,7 +7,16 @@
 //!   checks and stores the receipt);
 //! - (c) **router, plain**: the plain OpenAI request to the router's
 //!   `POST /v1/chat/completions` (the router seals, opens, checks and stores
-//!   the receipt, and streams SSE).
+//!   the receipt, and streams SSE);
+//! - (d) **`cloister proxy`**: the same plain request to a local proxy in
+//!   this process (`cloister_client::proxy`), which seals it end to end
+//!   with a verdict it verified under its own policy (remembered), sends it
+//!   through the router's `/v1/sealed/{node}`, opens the frames, checks the
+//!   receipt and streams SSE (holding `[DONE]` until the receipt verified).
+//!
+//! It also prints the client's verification cost: the time of the first
+//! (fresh) verification, and the verification round trips made while the
+//! measured requests ran (the goal: none, the verdict being remembered).
 //!
 //! One real enclave in this process (SmolLM2-135M on CPU, simulated TEE,
 //! `--max-concurrent 1`), one router in this process in front of it (SQLite
@@ -98,16 +107,23 @@ enum Path {
     Direct,
     RouterSealed,
     RouterPlain,
+    Proxy,
 }
 
 impl Path {
-    const ALL: [Path; 3] = [Path::Direct, Path::RouterSealed, Path::RouterPlain];
+    const ALL: [Path; 4] = [
+        Path::Direct,
+        Path::RouterSealed,
+        Path::RouterPlain,
+        Path::Proxy,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Self::Direct => "(a) direct to the node, client-sealed",
             Self::RouterSealed => "(b) router `/v1/sealed/{node}`, client-sealed",
             Self::RouterPlain => "(c) router `/v1/chat/completions`, plain",
+            Self::Proxy => "(d) `cloister proxy` → router `/v1/sealed/{node}`, sealed end to end",
         }
     }
 
@@ -116,6 +132,7 @@ impl Path {
             Self::Direct => "direct",
             Self::RouterSealed => "router_sealed",
             Self::RouterPlain => "router_plain",
+            Self::Proxy => "proxy",
         }
     }
 }
@@ -225,6 +242,7 @@ struct Bench {
     node_url: String,
     node_id: String,
     router_url: String,
+    proxy_url: String,
     api_key: String,
     payer: PayerKey,
     identity: NodeIdentity,
@@ -284,12 +302,12 @@ impl Bench {
         timer.sample(completion)
     }
 
-    /// (c): the plain OpenAI request through the router.
-    async fn plain(&self) -> Sample {
+    /// (c) and (d): the plain OpenAI request to `base`.
+    async fn plain(&self, base: &str) -> Sample {
         let started = Instant::now();
         let response = self
             .http
-            .post(format!("{}/v1/chat/completions", self.router_url))
+            .post(format!("{base}/v1/chat/completions"))
             .bearer_auth(&self.api_key)
             .header("content-type", "application/json")
             .body(request_body(self.model, self.max_tokens))
@@ -320,7 +338,8 @@ impl Bench {
                 )
                 .await
             }
-            Path::RouterPlain => self.plain().await,
+            Path::RouterPlain => self.plain(&self.router_url).await,
+            Path::Proxy => self.plain(&self.proxy_url).await,
         }
     }
 }
@@ -511,7 +530,35 @@ async fn main() {
             .unwrap(),
         signer: typed.signer.parse().unwrap(),
     };
+    // (d): a proxy in this process, verifying under its own policy.
+    let mut client_policy = Policy::strict();
+    client_policy.platforms.clear();
+    client_policy.simulated.allow = true;
+    let mut client_config = cloister_client::ClientConfig::new(
+        router_url.clone(),
+        client_policy,
+        PayerKey::from_secret(&payer.secret()).unwrap(),
+    );
+    client_config.api_key = Some(api_key.clone());
+    let client = Arc::new(cloister_client::Client::new(client_config).unwrap());
+    let verifying = Instant::now();
+    let survey = client.survey(None).await.unwrap();
+    let first_verification = verifying.elapsed();
+    assert_eq!(survey.trusted.len(), 1, "the proxy trusts the node");
+    let proxy_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_url = format!("http://{}", proxy_listener.local_addr().unwrap());
+    tokio::spawn(cloister_client::proxy::serve(
+        proxy_listener,
+        Arc::new(cloister_client::proxy::ProxyState {
+            client: client.clone(),
+            pass_authorization: false,
+            receipts: None,
+            max_request_bytes: 1 << 20,
+        }),
+        std::future::pending(),
+    ));
     let bench = Bench {
+        proxy_url,
         http,
         node_id: cloister_router::nodes::node_id(&node_url),
         node_url,
@@ -531,10 +578,12 @@ async fn main() {
     for path in Path::ALL {
         bench.run(path).await;
     }
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); 3];
+    let before = client.round_trips();
+    let paths = Path::ALL.len();
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); paths];
     for round in 0..options.requests {
-        for i in 0..3 {
-            let index = (i + round) % 3;
+        for i in 0..paths {
+            let index = (i + round) % paths;
             samples[index].push(bench.run(Path::ALL[index]).await);
         }
         eprint!("\rround {}/{}", round + 1, options.requests);
@@ -619,6 +668,18 @@ async fn main() {
             ),
         );
     }
+    let after = client.round_trips();
+    println!();
+    println!(
+        "Client verification: the first (node list, fresh bundle for the client's nonce, appraisal under its policy) took {:.1} ms; while the {} measured proxy requests ran (verdict remembered), it made {} extra round trips ({} node lists, {} fresh bundles): {:.2} per request.",
+        first_verification.as_secs_f64() * 1000.0,
+        options.requests,
+        (after.listings - before.listings) + (after.bundles - before.bundles),
+        after.listings - before.listings,
+        after.bundles - before.bundles,
+        ((after.listings - before.listings) + (after.bundles - before.bundles)) as f64
+            / options.requests as f64,
+    );
     if let Some(path) = options.json {
         std::fs::write(
             path,

@@ -28,24 +28,10 @@ pub fn client(
     node_ca: Option<&Path>,
     connect_timeout: Duration,
 ) -> Result<reqwest::Client, ClientError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = node_ca {
-        let ca_error = |problem: String| ClientError::Ca {
-            path: path.display().to_string(),
-            problem,
-        };
-        let pem = std::fs::read(path).map_err(|e| ca_error(e.to_string()))?;
-        let mut added = 0;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| ca_error(e.to_string()))?;
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(ca_error("no PEM certificate".into()));
-        }
-    }
+    let roots = cloister_client::tls::root_store(node_ca).map_err(|problem| ClientError::Ca {
+        path: node_ca.map(|p| p.display().to_string()).unwrap_or_default(),
+        problem,
+    })?;
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -62,8 +48,6 @@ pub fn client(
         .build()
         .map_err(|e| ClientError::Build(e.to_string()))
 }
-
-use rustls_pki_types::pem::PemObject as _;
 
 /// A transport error in words safe for logs and clients: the kind of
 /// failure, without URLs.

@@ -10,34 +10,12 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{Stack, TestNode, simulated_policy};
+use common::{Captured, Stack, TestNode, simulated_policy};
 use serde_json::{Value, json};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_prompt_or_completion_text_in_logs_database_or_metrics() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = Captured::install();
 
     let node = TestNode::start("tiny", &[]).await;
     let data = tempfile::tempdir().unwrap();
@@ -82,7 +60,7 @@ async fn no_prompt_or_completion_text_in_logs_database_or_metrics() {
         .unwrap();
     stack.stop().await;
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    let logs = String::from_utf8_lossy(&captured.bytes()).into_owned();
     assert!(
         logs.contains("receipt stored and charged"),
         "the capture works: {logs}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Acceptance against a real `cloister dev` stack (router + simulated-TEE
 # enclave on SmolLM2-135M): the official `openai` Python package, unmodified
-# (scripts/tests/openai_sdk.py), then the status page in headless Chromium
+# (scripts/tests/openai_sdk.py), first through `cloister proxy` (sealed end
+# to end, the user's own policy, a local receipt log), then against the
+# router's plain endpoint; then the status page in headless Chromium
 # (Debian's `chromium`), which must list the dev node; a screenshot goes to
 # $CLOISTER_SCREENSHOT when set. Installs the openai package (PyPI, into
 # ~/.cache/cloister/pydeps) and chromium (Debian) when missing.
@@ -28,9 +30,11 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$bin" dev --port "$port" --data-dir "$work/data" --requests-per-minute 30 >"$work/out" 2>"$work/log" &
 pid=$!
+proxy_pid=""
 cleanup() {
+  [ -n "$proxy_pid" ] && kill -INT "$proxy_pid" 2>/dev/null || true
   kill -INT "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  wait 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -42,6 +46,30 @@ done
 grep -q '^export OPENAI_API_KEY=' "$work/out" || { cat "$work/log"; echo "openai-sdk: cloister dev not ready" >&2; exit 1; }
 eval "$(grep '^export ' "$work/out")"
 export CLOISTER_MODEL=SmolLM2-135M-Instruct
+
+# Through `cloister proxy`, as `cloister dev` prints it but with each
+# request's own key (no --api-key): the SDK does not know the difference.
+grep -q '^cloister proxy --router ' "$work/out" || { echo "FAIL: cloister dev prints no proxy line"; exit 1; }
+pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$bin" proxy --router "http://127.0.0.1:$port" --listen "127.0.0.1:$pport" \
+  --policy "$work/data/dev-policy.toml" --payer-key "$work/data/dev-payer-key" \
+  --receipts "$work/receipts.jsonl" >"$work/proxy.out" 2>"$work/proxy.log" &
+proxy_pid=$!
+for _ in $(seq 1 100); do
+  grep -q '^export OPENAI_BASE_URL=' "$work/proxy.out" && break
+  kill -0 "$proxy_pid" 2>/dev/null || { cat "$work/proxy.log"; echo "openai-sdk: cloister proxy died" >&2; exit 1; }
+  sleep 0.2
+done
+echo "-- the openai SDK through cloister proxy"
+OPENAI_BASE_URL="http://127.0.0.1:$pport/v1" CLOISTER_SKIP_RATE_LIMIT=1 \
+  PYTHONPATH="$pydeps" python3 scripts/tests/openai_sdk.py
+receipts=$(wc -l <"$work/receipts.jsonl")
+[ "$receipts" -ge 4 ] || { echo "FAIL: the proxy logged $receipts receipts, expected 4 (chat and completions, streamed or not)"; exit 1; }
+echo "ok: the proxy logged $receipts verified receipts"
+grep -i -q 'say hello\|count to three\|once upon a time' "$work/proxy.log" "$work/receipts.jsonl" \
+  && { echo "FAIL: prompt text in the proxy's logs or receipt log"; exit 1; }
+
+echo "-- the openai SDK against the router's plain endpoint"
 PYTHONPATH="$pydeps" python3 scripts/tests/openai_sdk.py
 
 # Status page in headless Chromium: the page loads and lists the dev node.

@@ -7,12 +7,16 @@
 //! | `GET /v1/attestation` | — | every node: id, model, bundle, verdict, state |
 //! | `GET /v1/attestation/log?after=ID&limit=N` | — | the hash-chained attestation log |
 //! | `GET /v1/attestation/{node_id}?nonce=<64 hex>` | key | a fresh bundle for the client's own nonce |
+//! | `GET /v1/audit/receipts?after=ID&limit=N` | — | every served receipt: id (digest), node, signer, issued and recorded times; no payer or token counts |
+//! | `GET /v1/receipts?after=ID&limit=N` | key | the caller's account's receipts in full, with what was recorded and charged |
+//! | `GET /v1/account` | key | the caller's account: balance, total charged, payer addresses |
 //! | `POST /v1/sealed/{node_id}` | key | client-sealed request in, frames out |
 //! | `POST /v1/nodes/join` | join token | a provider names a node's address |
 //! | `GET /` | — | status page |
 //! | `GET /healthz`, `GET /metrics` | — | operations |
 
 mod attestation;
+mod audit;
 mod nodes;
 mod openai;
 mod ops;
@@ -41,6 +45,9 @@ pub fn app(state: Arc<RouterState>) -> Router {
         .route("/v1/attestation", get(attestation::list))
         .route("/v1/attestation/log", get(attestation::log))
         .route("/v1/attestation/{node_id}", get(attestation::fresh))
+        .route("/v1/audit/receipts", get(audit::served))
+        .route("/v1/receipts", get(audit::own))
+        .route("/v1/account", get(audit::account))
         .route("/v1/sealed/{node_id}", post(sealed::forward))
         .route("/v1/nodes/join", post(nodes::join))
         .route("/", get(ops::status_page))

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use cloister_client::openai_body::{Endpoint, peek};
 use serde_json::json;
 
 use super::{authenticate, read_body};
@@ -20,17 +20,6 @@ use crate::state::RouterState;
 
 /// Tokens reserved for a request that names no limit.
 const DEFAULT_MAX_TOKENS: u64 = 1024;
-
-/// The fields the router reads. Anything else passes through sealed.
-#[derive(Debug, Deserialize)]
-struct Peek {
-    model: Option<serde_json::Value>,
-    stream: Option<serde_json::Value>,
-    max_tokens: Option<serde_json::Value>,
-    max_completion_tokens: Option<serde_json::Value>,
-    messages: Option<serde::de::IgnoredAny>,
-    prompt: Option<serde::de::IgnoredAny>,
-}
 
 /// `GET /v1/models`
 pub(super) async fn models(State(state): State<Arc<RouterState>>, headers: HeaderMap) -> Response {
@@ -96,61 +85,13 @@ async fn admit(
         state.config.body_timeout(),
     )
     .await?;
-    let peek: Peek = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(
-            format!("The body is not a JSON object this endpoint takes ({e})."),
-            None,
-        )
-    })?;
-    let model = match peek.model {
-        Some(serde_json::Value::String(m)) if !m.is_empty() => m,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`model` must be a string.",
-                Some("model"),
-            ));
-        }
-        None => {
-            return Err(ApiError::bad_request(
-                "You must provide a model parameter.",
-                Some("model"),
-            ));
-        }
+    let endpoint = match route {
+        Route::Chat => Endpoint::Chat,
+        Route::Completions => Endpoint::Completions,
     };
-    match (route, peek.messages.is_some(), peek.prompt.is_some()) {
-        (Route::Chat, true, false) | (Route::Completions, false, true) => {}
-        (Route::Chat, _, _) => {
-            return Err(ApiError::bad_request(
-                "Chat completions take `messages` (and no `prompt`).",
-                Some("messages"),
-            ));
-        }
-        (Route::Completions, _, _) => {
-            return Err(ApiError::bad_request(
-                "Completions take `prompt` (and no `messages`).",
-                Some("prompt"),
-            ));
-        }
-    }
-    let stream = match peek.stream {
-        None | Some(serde_json::Value::Null) => false,
-        Some(serde_json::Value::Bool(b)) => b,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "`stream` must be a boolean.",
-                Some("stream"),
-            ));
-        }
-    };
-    let limit = |v: Option<serde_json::Value>, name: &'static str| match v {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
-            ApiError::bad_request(format!("`{name}` must be a positive integer."), Some(name))
-        }),
-    };
-    let max_tokens = limit(peek.max_completion_tokens, "max_completion_tokens")?
-        .or(limit(peek.max_tokens, "max_tokens")?)
-        .unwrap_or(DEFAULT_MAX_TOKENS);
+    let peeked = peek(&body, endpoint).map_err(|e| ApiError::bad_request(e.message, e.param))?;
+    let (model, stream) = (peeked.model, peeked.stream);
+    let max_tokens = peeked.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if caller.balance <= 0 {
         return Err(ApiError::InsufficientQuota);
     }

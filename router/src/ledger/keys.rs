@@ -96,6 +96,22 @@ pub struct AccountSummary {
     pub charged: i64,
 }
 
+/// What an account's own key holder may see of it: the router's bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountOverview {
+    /// The account's name.
+    pub name: String,
+    /// Its balance.
+    pub balance: i64,
+    /// Receipts recorded for it.
+    pub requests: i64,
+    /// Total charged (the sum of its rows in `charges`).
+    pub charged: i64,
+    /// The payer addresses it answers for: its own payer key's first, then
+    /// those registered, in address order.
+    pub payers: Vec<Address>,
+}
+
 /// Checks an account name: 1 to 64 characters of `[A-Za-z0-9._-]`.
 pub fn validate_account_name(name: &str) -> Result<(), LedgerError> {
     let valid = (1..=64).contains(&name.len())
@@ -388,6 +404,55 @@ impl Ledger {
         let address = format!("0x{}", hex.to_ascii_lowercase());
         let mut conn = self.pool.acquire().await.map_err(db("look up payer"))?;
         payer_owner(&mut conn, &address).await
+    }
+
+    /// The overview of one account, or `None` when it does not exist.
+    pub async fn account_overview(
+        &self,
+        account: &str,
+    ) -> Result<Option<AccountOverview>, LedgerError> {
+        let row = sqlx::query(
+            "SELECT a.name, a.balance, a.payer_address, \
+               (SELECT COUNT(*) FROM receipts r WHERE r.account = a.name) AS requests, \
+               (SELECT CAST(COALESCE(SUM(c.amount), 0) AS BIGINT) FROM charges c \
+                  WHERE c.account = a.name) AS charged \
+             FROM accounts a WHERE a.name = $1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("read account"))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let read = || -> Result<(String, i64, String, i64, i64), sqlx::Error> {
+            Ok((
+                row.try_get("name")?,
+                row.try_get("balance")?,
+                row.try_get("payer_address")?,
+                row.try_get("requests")?,
+                row.try_get("charged")?,
+            ))
+        };
+        let (name, balance, own_payer, requests, charged) = read().map_err(db("read account"))?;
+        let mut payers = vec![parse_address(&own_payer, "accounts")?];
+        let registered =
+            sqlx::query("SELECT address FROM account_payers WHERE account = $1 ORDER BY address")
+                .bind(account)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db("read account payers"))?;
+        for row in &registered {
+            let address: String = row.try_get(0).map_err(db("read account payers"))?;
+            payers.push(parse_address(&address, "account_payers")?);
+        }
+        Ok(Some(AccountOverview {
+            name,
+            balance,
+            requests,
+            charged,
+            payers,
+        }))
     }
 
     /// Every account with its key count and usage, by name.

@@ -43,14 +43,16 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, Transaction};
 use thiserror::Error;
 
-pub use keys::{AccountSummary, Caller, KEY_PREFIX, NewKey, validate_account_name};
+pub use keys::{
+    AccountOverview, AccountSummary, Caller, KEY_PREFIX, NewKey, validate_account_name,
+};
 pub use log::{
     ChainBreak, GENESIS_PREV_HASH, LOG_DOMAIN, LOG_PAGE_MAX, LogEntry, NewLogEntry, log_entry_hash,
     verify_log_chain,
 };
 pub use migrate::{LATEST_VERSION, MIGRATIONS, Migration};
 pub use nodes::{NodeRow, NodeSource};
-pub use receipts::{ReceiptRecord, ReceiptRow, Recorded};
+pub use receipts::{BilledReceipt, RECEIPT_PAGE_MAX, ReceiptRecord, ReceiptRow, Recorded};
 
 /// PostgreSQL advisory lock key held (per session) while migrations run:
 /// `"Cloister"` in ASCII as a big-endian integer.

@@ -269,3 +269,80 @@ impl Ledger {
         rows.iter().map(row_to_receipt).collect()
     }
 }
+
+/// A stored receipt with what its charge took from the account's balance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BilledReceipt {
+    /// The stored receipt.
+    pub row: ReceiptRow,
+    /// The amount of its row in `charges` (`None`: no charge recorded).
+    pub charged: Option<i64>,
+}
+
+/// The most receipts [`Ledger::receipt_page`] returns at once.
+pub const RECEIPT_PAGE_MAX: u32 = 500;
+
+impl Ledger {
+    /// Up to `limit` receipts (at most [`RECEIPT_PAGE_MAX`]) in the order they
+    /// were received (by `received_at`, then digest), with their charges:
+    /// those of `account` only when it is given, all otherwise. `after` is
+    /// the digest of the last receipt of the page before (within `account`
+    /// when given); `Ok(None)` when no such receipt exists there.
+    ///
+    /// Receipts are recorded with the router's clock, so one recorded while
+    /// an auditor pages may land before the auditor's cursor; an audit reads
+    /// what was recorded when its pages were read.
+    pub async fn receipt_page(
+        &self,
+        account: Option<&str>,
+        after: Option<&B256>,
+        limit: u32,
+    ) -> Result<Option<Vec<BilledReceipt>>, LedgerError> {
+        let limit = i64::from(limit.clamp(1, RECEIPT_PAGE_MAX));
+        let cursor = match after {
+            None => None,
+            Some(digest) => {
+                let row = sqlx::query(
+                    "SELECT received_at FROM receipts WHERE digest = $1 AND ($2 = '' OR account = $2)",
+                )
+                .bind(hex_b256(digest))
+                .bind(account.unwrap_or(""))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db("read receipts"))?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let received_at: i64 = row.try_get(0).map_err(db("read receipts"))?;
+                Some((received_at, hex_b256(digest)))
+            }
+        };
+        let (after_at, after_digest) = cursor.unwrap_or((i64::MIN, String::new()));
+        let rows = sqlx::query(
+            "SELECT r.digest, r.request_id, r.node_id, r.account, r.payer, r.signer, r.model, \
+               r.prompt_tokens, r.completion_tokens, r.charge, r.receipt, r.received_at, \
+               r.settled_batch, c.amount AS charged \
+             FROM receipts r LEFT JOIN charges c ON c.receipt_digest = r.digest \
+             WHERE ($1 = '' OR r.account = $1) \
+               AND (r.received_at > $2 OR (r.received_at = $3 AND r.digest > $4)) \
+             ORDER BY r.received_at, r.digest LIMIT $5",
+        )
+        .bind(account.unwrap_or(""))
+        .bind(after_at)
+        .bind(after_at)
+        .bind(after_digest)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("read receipts"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(BilledReceipt {
+                    row: row_to_receipt(row)?,
+                    charged: row.try_get("charged").map_err(db("read receipts"))?,
+                })
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()
+            .map(Some)
+    }
+}

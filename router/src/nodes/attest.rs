@@ -194,34 +194,26 @@ impl Attestor {
 
     async fn appraise_and_log(&self, node: &Node, raw: &[u8], nonce: [u8; 32]) -> Outcome {
         let now = Timestamp::now();
-        let mut refusals: Vec<(&'static str, String)> = Vec::new();
-        let mut verdict: Option<Verdict> = None;
         let mut collateral_json: Option<String> = None;
-        let mut attested = None;
-        match EvidenceBundle::from_json(raw) {
-            Err(e) => refusals.push(("malformed_bundle", e.to_string())),
+        let judgement = match EvidenceBundle::from_json(raw) {
+            Err(e) => Judgement::refused("malformed_bundle", e.to_string()),
             Ok(bundle) => {
                 let own = self.own_collateral(&bundle, now).await;
                 collateral_json = own.to_json();
-                let options = BundleOptions {
-                    expected_nonce: Some(nonce),
-                    tdx_collateral: own.tdx.as_ref(),
-                    amd_crl: own.amd_crl.as_ref(),
-                };
-                match bundle::appraise(&bundle, &self.policy, now, &options) {
-                    Err(e) => refusals.push(("bundle_uncheckable", e.to_string())),
-                    Ok(v) => {
-                        if v.accepted {
-                            match Attested::from_bundle(&bundle, &v, &self.domain, 0) {
-                                Ok(a) => attested = Some(a),
-                                Err(e) => refusals.push(("identity_unusable", e.to_string())),
-                            }
-                        }
-                        verdict = Some(v);
-                    }
-                }
+                judge(
+                    &bundle,
+                    &self.policy,
+                    now,
+                    &own.options(nonce),
+                    &self.domain,
+                )
             }
-        }
+        };
+        let Judgement {
+            verdict,
+            refusals,
+            attested,
+        } = judgement;
         let accepted = attested.is_some() && refusals.is_empty();
         let logged_verdict = json!({
             "accepted": accepted,
@@ -326,23 +318,162 @@ impl Attestor {
     }
 }
 
-/// Collateral the router fetched itself.
+/// What one appraisal concluded, by the router's rule: accepted only when the
+/// bundle's verdict accepts it *and* its identity is usable
+/// ([`Attested::from_bundle`]). The router logs this; an auditor re-runs
+/// [`judge`] on the logged bundle to reach its own.
+#[derive(Debug, Clone)]
+pub struct Judgement {
+    /// The bundle's verdict, when the bundle could be appraised at all.
+    pub verdict: Option<Verdict>,
+    /// The router's own refusals (code, detail): malformed bundle, bundle
+    /// uncheckable, identity unusable.
+    pub refusals: Vec<(&'static str, String)>,
+    /// The identity, when the verdict accepted the bundle and the identity is
+    /// usable.
+    pub attested: Option<Attested>,
+}
+
+impl Judgement {
+    /// A judgement refusing for one router reason.
+    pub fn refused(code: &'static str, detail: String) -> Self {
+        Self {
+            verdict: None,
+            refusals: vec![(code, detail)],
+            attested: None,
+        }
+    }
+
+    /// Whether the node is accepted.
+    pub fn accepted(&self) -> bool {
+        self.attested.is_some() && self.refusals.is_empty()
+    }
+}
+
+/// Appraises `bundle` under `policy` at `now` and reads its identity for
+/// `domain`: the decision the router logs for every challenge.
+pub fn judge(
+    bundle: &EvidenceBundle,
+    policy: &Policy,
+    now: Timestamp,
+    options: &BundleOptions<'_>,
+    domain: &ReceiptDomain,
+) -> Judgement {
+    let mut judgement = Judgement {
+        verdict: None,
+        refusals: Vec::new(),
+        attested: None,
+    };
+    match bundle::appraise(bundle, policy, now, options) {
+        Err(e) => judgement
+            .refusals
+            .push(("bundle_uncheckable", e.to_string())),
+        Ok(v) => {
+            if v.accepted {
+                match Attested::from_bundle(bundle, &v, domain, 0) {
+                    Ok(a) => judgement.attested = Some(a),
+                    Err(e) => judgement
+                        .refusals
+                        .push(("identity_unusable", e.to_string())),
+                }
+            }
+            judgement.verdict = Some(v);
+        }
+    }
+    judgement
+}
+
+/// Collateral a verifier supplies instead of the bundle's own: what the
+/// router fetched itself, or what an auditor reads back from the log
+/// ([`OwnCollateral::from_json`]).
 #[derive(Default)]
-struct OwnCollateral {
-    tdx: Option<TdxCollateral>,
-    amd_crl: Option<AmdCrl>,
-    amd_crl_der: Option<Vec<u8>>,
+pub struct OwnCollateral {
+    /// Intel PCS collateral for a TDX quote.
+    pub tdx: Option<TdxCollateral>,
+    /// AMD's CRL for an SEV-SNP report's chain.
+    pub amd_crl: Option<AmdCrl>,
+    /// That CRL as DER, as logged.
+    pub amd_crl_der: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for OwnCollateral {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnCollateral")
+            .field("tdx", &self.tdx.is_some())
+            .field("amd_crl", &self.amd_crl.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A logged collateral document that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollateralJsonError {
+    /// Not JSON, or neither of the two known shapes.
+    #[error("logged collateral is not {{\"tdx_collateral\": ...}} or {{\"amd_crl\": base64}}: {0}")]
+    Shape(String),
+    /// The TDX collateral inside does not parse.
+    #[error("logged TDX collateral: {0}")]
+    Tdx(String),
+    /// The AMD CRL inside does not decode or parse.
+    #[error("logged AMD CRL: {0}")]
+    AmdCrl(String),
 }
 
 impl OwnCollateral {
-    /// What the log records as "collateral used".
-    fn to_json(&self) -> Option<String> {
+    /// What the log records as "collateral used":
+    /// `{"tdx_collateral": <collateral JSON>}` or `{"amd_crl": "<base64 DER>"}`,
+    /// `None` when the bundle's own collateral was used.
+    pub fn to_json(&self) -> Option<String> {
         if let Some(tdx) = &self.tdx {
             return Some(json!({ "tdx_collateral": serde_json::from_str::<serde_json::Value>(&tdx.to_json()).ok() }).to_string());
         }
         self.amd_crl_der.as_ref().map(|der| {
             json!({ "amd_crl": base64::engine::general_purpose::STANDARD.encode(der) }).to_string()
         })
+    }
+
+    /// Reads back what [`to_json`](Self::to_json) wrote.
+    pub fn from_json(text: &str) -> Result<Self, CollateralJsonError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| CollateralJsonError::Shape(e.to_string()))?;
+        if let Some(tdx) = value.get("tdx_collateral") {
+            let bytes =
+                serde_json::to_vec(tdx).map_err(|e| CollateralJsonError::Tdx(e.to_string()))?;
+            let tdx = TdxCollateral::from_json(&bytes)
+                .map_err(|e| CollateralJsonError::Tdx(e.to_string()))?;
+            return Ok(Self {
+                tdx: Some(tdx),
+                ..Self::default()
+            });
+        }
+        if let Some(crl) = value.get("amd_crl") {
+            let der = crl
+                .as_str()
+                .ok_or_else(|| CollateralJsonError::AmdCrl("not a base64 string".into()))
+                .and_then(|b64| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b64)
+                        .map_err(|e| CollateralJsonError::AmdCrl(e.to_string()))
+                })?;
+            let crl =
+                AmdCrl::parse(&der).map_err(|e| CollateralJsonError::AmdCrl(e.to_string()))?;
+            return Ok(Self {
+                amd_crl: Some(crl),
+                amd_crl_der: Some(der),
+                ..Self::default()
+            });
+        }
+        Err(CollateralJsonError::Shape("no known key".into()))
+    }
+
+    /// Bundle options using this collateral and requiring `nonce`.
+    pub fn options(&self, nonce: [u8; 32]) -> BundleOptions<'_> {
+        BundleOptions {
+            expected_nonce: Some(nonce),
+            tdx_collateral: self.tdx.as_ref(),
+            amd_crl: self.amd_crl.as_ref(),
+        }
     }
 }
 

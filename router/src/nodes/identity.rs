@@ -1,14 +1,14 @@
-//! What the router takes from a node's attested identity: the key requests
-//! are sealed to, the receipt signer, the model, the prices and the receipts'
-//! EIP-712 domain. Read from the bundle's identity, which the verified report
-//! data binds, so none of it can differ from what the hardware attested.
+//! What the router takes from a node's attested identity
+//! ([`NodeIdentity`], read as every client reads it) and from the verdict
+//! that accepted it.
 
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use cloister_attestation::Verdict;
 use cloister_attestation::bundle::EvidenceBundle;
-use cloister_protocol::{Address, KeyConfigInfo, ReceiptDomain};
+pub use cloister_client::IdentityError;
+use cloister_client::NodeIdentity;
+use cloister_protocol::{Address, ReceiptDomain};
 
 /// A node's identity after its bundle passed.
 #[derive(Debug, Clone)]
@@ -37,41 +37,6 @@ pub struct Attested {
     pub log_id: i64,
 }
 
-/// Why an identity is unusable for routing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum IdentityError {
-    /// A field is missing or malformed.
-    #[error("identity field {field}: {problem}")]
-    Field {
-        /// The field.
-        field: &'static str,
-        /// What is wrong.
-        problem: String,
-    },
-    /// The node signs receipts for another chain or contract.
-    #[error(
-        "the node signs receipts for chain {chain_id} contract {contract}, and this router settles on chain {want_chain} contract {want_contract}"
-    )]
-    WrongReceiptDomain {
-        /// The node's chain id.
-        chain_id: u64,
-        /// The node's contract.
-        contract: String,
-        /// The router's chain id.
-        want_chain: u64,
-        /// The router's contract.
-        want_contract: Address,
-    },
-}
-
-fn field(field: &'static str, problem: impl Into<String>) -> IdentityError {
-    IdentityError::Field {
-        field,
-        problem: problem.into(),
-    }
-}
-
 impl Attested {
     /// Reads the identity of a bundle whose verdict accepted it.
     pub fn from_bundle(
@@ -80,50 +45,14 @@ impl Attested {
         domain: &ReceiptDomain,
         log_id: i64,
     ) -> Result<Self, IdentityError> {
-        let typed = bundle
-            .typed_identity()
-            .map_err(|e| field("identity", e.to_string()))?;
-        let key_config = base64::engine::general_purpose::STANDARD
-            .decode(&typed.hpke_key_config)
-            .map_err(|e| field("hpke_key_config", e.to_string()))?;
-        KeyConfigInfo::parse(&key_config).map_err(|e| field("hpke_key_config", e.to_string()))?;
-        let signer: Address = typed
-            .signer
-            .parse()
-            .map_err(|_| field("signer", "not a 0x address"))?;
-        let receipts = bundle
-            .identity
-            .get("receipts")
-            .ok_or_else(|| field("receipts", "missing"))?;
-        let number = |name: &'static str| {
-            receipts
-                .get(name)
-                .and_then(serde_json::Value::as_u64)
-                .ok_or_else(|| field("receipts", format!("{name} missing or not a number")))
-        };
-        let chain_id = number("chain_id")?;
-        let contract = receipts
-            .get("verifying_contract")
-            .and_then(serde_json::Value::as_str)
-            .ok_or_else(|| field("receipts", "verifying_contract missing"))?;
-        let contract_address: Address = contract
-            .parse()
-            .map_err(|_| field("receipts", "verifying_contract is not a 0x address"))?;
-        if chain_id != domain.chain_id || contract_address != domain.verifying_contract {
-            return Err(IdentityError::WrongReceiptDomain {
-                chain_id,
-                contract: contract.to_owned(),
-                want_chain: domain.chain_id,
-                want_contract: domain.verifying_contract,
-            });
-        }
+        let identity = NodeIdentity::from_bundle(bundle, domain)?;
         Ok(Self {
-            model: typed.model.id,
-            weights_sha256: typed.model.weights_sha256,
-            signer,
-            key_config,
-            prompt_price: number("prompt_price")?,
-            completion_price: number("completion_price")?,
+            model: identity.model,
+            weights_sha256: identity.weights_sha256,
+            signer: identity.signer,
+            key_config: identity.key_config,
+            prompt_price: identity.prompt_price,
+            completion_price: identity.completion_price,
             platform: verdict.platform.to_string(),
             tcb_status: verdict.tcb_status.clone(),
             measurements: verdict.measurements.clone(),
