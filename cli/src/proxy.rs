@@ -9,6 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use cloister_attestation_collect::collateral::{
+    CachingCollateral, CollateralSource, FileCollateral, HttpCollateral, HttpConfig,
+};
 use cloister_client::proxy::{ProxyState, ReceiptLog};
 use cloister_client::{Client, ClientConfig};
 use cloister_protocol::PayerKey;
@@ -53,6 +56,13 @@ pub(crate) struct ProxyArgs {
     /// with a fresh nonce.
     #[arg(long, value_name = "SECS", default_value = "300")]
     verdict_ttl_secs: u64,
+    /// Where TDX collateral and AMD CRLs for verifying nodes come from:
+    /// `http` (Intel PCS and AMD KDS, cached under
+    /// ~/.cache/cloister/collateral), a directory laid out as
+    /// `cloister-attestation-collect` writes it (offline), or `bundle`
+    /// (only what each node ships in its bundle).
+    #[arg(long, value_name = "SOURCE", default_value = "http")]
+    collateral: String,
     /// Extra CA certificates (PEM) for the router's TLS.
     #[arg(long, value_name = "FILE")]
     router_ca: Option<PathBuf>,
@@ -107,6 +117,17 @@ pub(crate) fn payer_key(path: &Path) -> anyhow::Result<(PayerKey, bool)> {
     }
 }
 
+fn collateral_source(source: &str) -> Option<Arc<dyn CollateralSource>> {
+    match source {
+        "bundle" => None,
+        "http" => Some(Arc::new(CachingCollateral::new(
+            HttpCollateral::new(HttpConfig::default()),
+            state_dir("collateral", "XDG_CACHE_HOME", ".cache"),
+        ))),
+        dir => Some(Arc::new(FileCollateral::new(dir))),
+    }
+}
+
 /// `cloister proxy`
 pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     init_logging(args.log_format);
@@ -147,6 +168,7 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     config.api_key = args.api_key.clone();
     config.verdict_ttl = Duration::from_secs(args.verdict_ttl_secs.max(1));
     config.router_ca = args.router_ca.clone();
+    config.collateral = collateral_source(&args.collateral);
     let client = Arc::new(Client::new(config)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cloister_attestation::bundle::EvidenceBundle;
 use cloister_attestation::{Policy, Timestamp};
+use cloister_attestation_collect::collateral::{CollateralSource, OwnCollateral};
 use cloister_protocol::{
     Address, CONTENT_TYPE as FRAMES_CONTENT_TYPE, PayerKey, ReceiptDomain, ResponseError,
     ResponseEvent, ResponseReader, seal_request,
@@ -21,7 +23,6 @@ use crate::router_api::{self, NodeListing};
 use crate::verify::{Remembered, VerdictCache, VerifiedNode, appraise_fresh};
 
 /// How a [`Client`] works; [`ClientConfig::new`] has the defaults.
-#[derive(Debug)]
 pub struct ClientConfig {
     /// The router's base URL (`https://router.example`; a trailing `/v1`
     /// is ignored).
@@ -48,6 +49,21 @@ pub struct ClientConfig {
     /// A PEM file of extra CA certificates for the router's TLS (beside
     /// the public web roots).
     pub router_ca: Option<PathBuf>,
+    /// Where TDX collateral and AMD CRLs come from (Intel PCS / AMD KDS,
+    /// or a directory). `None`: what each bundle carries (TDX bundles from
+    /// `cloister enclave` carry none yet, so TDX nodes then fail).
+    pub collateral: Option<Arc<dyn CollateralSource>>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("router", &self.router)
+            .field("payer", &self.payer.address())
+            .field("verdict_ttl", &self.verdict_ttl)
+            .field("collateral", &self.collateral.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClientConfig {
@@ -64,6 +80,7 @@ impl ClientConfig {
             idle_timeout: Duration::from_secs(120),
             max_attempts: 3,
             router_ca: None,
+            collateral: None,
         }
     }
 }
@@ -102,6 +119,7 @@ pub struct Client {
     first_byte: Duration,
     idle: Duration,
     max_attempts: usize,
+    collateral: Option<Arc<dyn CollateralSource>>,
     http: reqwest::Client,
     verdicts: VerdictCache,
     survey: Mutex<Option<(Arc<Survey>, Instant)>>,
@@ -165,6 +183,7 @@ impl Client {
             first_byte: config.first_byte_timeout,
             idle: config.idle_timeout,
             max_attempts: config.max_attempts.max(1),
+            collateral: config.collateral,
             http,
             verdicts: VerdictCache::new(config.verdict_ttl, 4096),
             survey: Mutex::new(None),
@@ -225,13 +244,16 @@ impl Client {
         self.bundles.fetch_add(1, Ordering::Relaxed);
         let raw =
             router_api::fresh_bundle(&self.http, &self.base, self.auth(auth), node, &nonce).await?;
+        let now = Timestamp::now();
+        let collateral = self.own_collateral(&raw, now).await;
         match appraise_fresh(
             node,
             &raw,
             nonce,
             &self.policy,
             &self.domain,
-            Timestamp::now(),
+            &collateral,
+            now,
         ) {
             Ok(verified) => {
                 let verified = Arc::new(verified);
@@ -250,6 +272,27 @@ impl Client {
                 })
             }
         }
+    }
+
+    /// Collateral from the configured source for the bundle in `raw`
+    /// (nothing when none is configured, the bundle does not parse, or the
+    /// source fails: then the bundle's own is used, and the verdict says
+    /// what could not be checked).
+    async fn own_collateral(&self, raw: &[u8], now: Timestamp) -> OwnCollateral {
+        let Some(source) = self.collateral.clone() else {
+            return OwnCollateral::default();
+        };
+        let Ok(bundle) = EvidenceBundle::from_json(raw) else {
+            return OwnCollateral::default();
+        };
+        tokio::task::spawn_blocking(move || {
+            OwnCollateral::fetch(source.as_ref(), &bundle, now).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "collateral unavailable; using the bundle's");
+                OwnCollateral::default()
+            })
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Every listed node, verified (remembered verdicts are reused; the

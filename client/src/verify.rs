@@ -9,8 +9,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cloister_attestation::bundle::{self, BundleOptions, EvidenceBundle};
+use cloister_attestation::bundle::{self, EvidenceBundle};
 use cloister_attestation::{Policy, Timestamp, Verdict};
+use cloister_attestation_collect::collateral::OwnCollateral;
 use cloister_protocol::ReceiptDomain;
 
 use crate::error::NodeRefusal;
@@ -60,13 +61,15 @@ fn short(hex: &str) -> String {
 }
 
 /// Appraises `raw` (the bundle a node produced for `nonce`) under `policy`
-/// at `now`; the node's identity when accepted, every reason when not.
+/// at `now`, with `collateral` the caller fetched itself (or none: the
+/// bundle's own); the node's identity when accepted, every reason when not.
 pub fn appraise_fresh(
     node_id: &str,
     raw: &[u8],
     nonce: [u8; 32],
     policy: &Policy,
     domain: &ReceiptDomain,
+    collateral: &OwnCollateral,
     now: Timestamp,
 ) -> Result<VerifiedNode, NodeRefusal> {
     let refusal = |model: Option<String>, reasons: Vec<String>| NodeRefusal {
@@ -77,10 +80,7 @@ pub fn appraise_fresh(
     let bundle = EvidenceBundle::from_json(raw)
         .map_err(|e| refusal(None, vec![format!("malformed_bundle: {e}")]))?;
     let claimed_model = bundle.typed_identity().ok().map(|i| i.model.id);
-    let options = BundleOptions {
-        expected_nonce: Some(nonce),
-        ..BundleOptions::default()
-    };
+    let options = collateral.options(nonce);
     let verdict = bundle::appraise(&bundle, policy, now, &options).map_err(|e| {
         refusal(
             claimed_model.clone(),

@@ -12,13 +12,15 @@ mod common;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cloister_attestation::bundle::{Base64Bytes, BundleCerts, EvidenceBundle};
 use cloister_attestation::snp::{Product, SnpCertChain, verify_report};
 use cloister_attestation::tdx::TdxCollateral;
-use cloister_attestation::{Policy, Timestamp};
+use cloister_attestation::{Platform, Policy, Timestamp};
 use cloister_attestation_collect::Blame;
 use cloister_attestation_collect::collateral::{
     CachingCollateral, CollateralError, CollateralSource, FileCollateral, HttpCollateral,
-    HttpConfig, PckCa, SnpKeyKind, TdxCollateralKey, TransportKind, collateral_expiry,
+    HttpConfig, OwnCollateral, PckCa, SnpKeyKind, TdxCollateralKey, TransportKind,
+    collateral_expiry,
 };
 use common::http_server::{Reply, Server};
 use common::{expected, logs, read, time, verify_at};
@@ -390,6 +392,33 @@ fn file_collateral_reads_what_the_cache_wrote() {
     let err = empty.tdx_collateral_for_quote(&quote, at).unwrap_err();
     assert!(matches!(err, CollateralError::NotFound { .. }), "{err:?}");
     assert_eq!(err.blame(), Blame::Local);
+
+    // What a verifier (router, client) supplies for a bundle, and reads back
+    // from the attestation log.
+    let bundle = |platform, evidence: &[u8]| EvidenceBundle {
+        version: 1,
+        platform,
+        evidence: Base64Bytes(evidence.to_vec()),
+        certs: BundleCerts::default(),
+        gpu: Vec::new(),
+        identity: serde_json::json!({}),
+        nonce: "00".repeat(32),
+    };
+    let own = OwnCollateral::fetch(&files, &bundle(Platform::Tdx, &quote), at).unwrap();
+    assert_eq!(own.tdx.as_ref(), Some(&cached));
+    let logged = own.to_json().unwrap();
+    let back = OwnCollateral::from_json(&logged).unwrap();
+    assert_eq!(back.tdx.as_ref(), Some(&cached));
+    assert!(back.options([7; 32]).tdx_collateral.is_some());
+    let none = OwnCollateral::fetch(&files, &bundle(Platform::Simulated, b"x"), at).unwrap();
+    assert!(none.tdx.is_none() && none.amd_crl.is_none() && none.to_json().is_none());
+    let missing = OwnCollateral::fetch(&empty, &bundle(Platform::SevSnp, &report), at).unwrap_err();
+    // (This Milan report predates the CPUID fields: no product, so no CRL.)
+    assert!(
+        missing.contains("AMD CRL") || missing.contains("no known product"),
+        "{missing}"
+    );
+    assert!(OwnCollateral::from_json("{\"other\": 1}").is_err());
 }
 
 #[test]

@@ -9,16 +9,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine as _;
 use cloister_attestation::bundle::{self, BundleOptions, EvidenceBundle};
-use cloister_attestation::snp::{AmdCrl, Report};
-use cloister_attestation::tdx::TdxCollateral;
-use cloister_attestation::{Platform, Policy, Timestamp, Verdict};
-use cloister_attestation_collect::collateral::{CollateralSource, SnpKeyKind};
+use cloister_attestation::{Policy, Timestamp, Verdict};
+use cloister_attestation_collect::collateral::CollateralSource;
 use cloister_protocol::ReceiptDomain;
 use futures::StreamExt as _;
 use serde_json::json;
 use tokio::sync::watch;
+
+pub use cloister_attestation_collect::collateral::{CollateralJsonError, OwnCollateral};
 
 use super::{Attested, Node, NodeStatus};
 use crate::ledger::{Ledger, NewLogEntry};
@@ -273,48 +272,15 @@ impl Attestor {
         let Some(source) = self.collateral.clone() else {
             return OwnCollateral::default();
         };
-        let evidence = bundle.evidence.0.clone();
-        let platform = bundle.platform;
-        let fetched = tokio::task::spawn_blocking(move || match platform {
-            Platform::Tdx => match source.tdx_collateral_for_quote(&evidence, now) {
-                Ok(c) => OwnCollateral {
-                    tdx: Some(c),
-                    ..OwnCollateral::default()
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "TDX collateral unavailable; using the bundle's");
-                    OwnCollateral::default()
-                }
-            },
-            Platform::SevSnp => {
-                let product = Report::parse(&evidence)
-                    .ok()
-                    .and_then(|r| r.product_from_cpuid());
-                let Some(product) = product else {
-                    return OwnCollateral::default();
-                };
-                match source.snp_crl(product, SnpKeyKind::Vcek, now) {
-                    Ok(der) => match AmdCrl::parse(&der) {
-                        Ok(crl) => OwnCollateral {
-                            amd_crl: Some(crl),
-                            amd_crl_der: Some(der),
-                            ..OwnCollateral::default()
-                        },
-                        Err(e) => {
-                            tracing::warn!(error = %e, "AMD CRL unusable");
-                            OwnCollateral::default()
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "AMD CRL unavailable");
-                        OwnCollateral::default()
-                    }
-                }
-            }
-            _ => OwnCollateral::default(),
+        let bundle = bundle.clone();
+        tokio::task::spawn_blocking(move || {
+            OwnCollateral::fetch(source.as_ref(), &bundle, now).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "collateral unavailable; using the bundle's");
+                OwnCollateral::default()
+            })
         })
-        .await;
-        fetched.unwrap_or_default()
+        .await
+        .unwrap_or_default()
     }
 }
 
@@ -381,100 +347,6 @@ pub fn judge(
         }
     }
     judgement
-}
-
-/// Collateral a verifier supplies instead of the bundle's own: what the
-/// router fetched itself, or what an auditor reads back from the log
-/// ([`OwnCollateral::from_json`]).
-#[derive(Default)]
-pub struct OwnCollateral {
-    /// Intel PCS collateral for a TDX quote.
-    pub tdx: Option<TdxCollateral>,
-    /// AMD's CRL for an SEV-SNP report's chain.
-    pub amd_crl: Option<AmdCrl>,
-    /// That CRL as DER, as logged.
-    pub amd_crl_der: Option<Vec<u8>>,
-}
-
-impl std::fmt::Debug for OwnCollateral {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OwnCollateral")
-            .field("tdx", &self.tdx.is_some())
-            .field("amd_crl", &self.amd_crl.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-/// A logged collateral document that cannot be read back.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CollateralJsonError {
-    /// Not JSON, or neither of the two known shapes.
-    #[error("logged collateral is not {{\"tdx_collateral\": ...}} or {{\"amd_crl\": base64}}: {0}")]
-    Shape(String),
-    /// The TDX collateral inside does not parse.
-    #[error("logged TDX collateral: {0}")]
-    Tdx(String),
-    /// The AMD CRL inside does not decode or parse.
-    #[error("logged AMD CRL: {0}")]
-    AmdCrl(String),
-}
-
-impl OwnCollateral {
-    /// What the log records as "collateral used":
-    /// `{"tdx_collateral": <collateral JSON>}` or `{"amd_crl": "<base64 DER>"}`,
-    /// `None` when the bundle's own collateral was used.
-    pub fn to_json(&self) -> Option<String> {
-        if let Some(tdx) = &self.tdx {
-            return Some(json!({ "tdx_collateral": serde_json::from_str::<serde_json::Value>(&tdx.to_json()).ok() }).to_string());
-        }
-        self.amd_crl_der.as_ref().map(|der| {
-            json!({ "amd_crl": base64::engine::general_purpose::STANDARD.encode(der) }).to_string()
-        })
-    }
-
-    /// Reads back what [`to_json`](Self::to_json) wrote.
-    pub fn from_json(text: &str) -> Result<Self, CollateralJsonError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| CollateralJsonError::Shape(e.to_string()))?;
-        if let Some(tdx) = value.get("tdx_collateral") {
-            let bytes =
-                serde_json::to_vec(tdx).map_err(|e| CollateralJsonError::Tdx(e.to_string()))?;
-            let tdx = TdxCollateral::from_json(&bytes)
-                .map_err(|e| CollateralJsonError::Tdx(e.to_string()))?;
-            return Ok(Self {
-                tdx: Some(tdx),
-                ..Self::default()
-            });
-        }
-        if let Some(crl) = value.get("amd_crl") {
-            let der = crl
-                .as_str()
-                .ok_or_else(|| CollateralJsonError::AmdCrl("not a base64 string".into()))
-                .and_then(|b64| {
-                    base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .map_err(|e| CollateralJsonError::AmdCrl(e.to_string()))
-                })?;
-            let crl =
-                AmdCrl::parse(&der).map_err(|e| CollateralJsonError::AmdCrl(e.to_string()))?;
-            return Ok(Self {
-                amd_crl: Some(crl),
-                amd_crl_der: Some(der),
-                ..Self::default()
-            });
-        }
-        Err(CollateralJsonError::Shape("no known key".into()))
-    }
-
-    /// Bundle options using this collateral and requiring `nonce`.
-    pub fn options(&self, nonce: [u8; 32]) -> BundleOptions<'_> {
-        BundleOptions {
-            expected_nonce: Some(nonce),
-            tdx_collateral: self.tdx.as_ref(),
-            amd_crl: self.amd_crl.as_ref(),
-        }
-    }
 }
 
 /// Re-attests `node` now and then every `interval` until `shutdown` says

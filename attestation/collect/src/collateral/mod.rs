@@ -23,6 +23,7 @@ mod error;
 mod file;
 mod http;
 mod layout;
+mod own;
 mod pck;
 mod pcs;
 mod snp;
@@ -39,6 +40,7 @@ pub use cache::{CachingCollateral, collateral_expiry};
 pub use error::{CollateralError, TransportKind};
 pub use file::FileCollateral;
 pub use http::{AMD_KDS, HttpCollateral, HttpConfig, INTEL_PCS, INTEL_ROOT_CA_CRL};
+pub use own::{CollateralJsonError, OwnCollateral};
 pub use pck::{PckCa, TdxCollateralKey};
 pub use snp::{SnpCerts, SnpChainPem, SnpKeyKind, VcekKey};
 
