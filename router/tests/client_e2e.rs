@@ -302,3 +302,56 @@ async fn the_proxy_serves_openai_clients_and_logs_receipts() {
         assert!(line["node"].as_str().is_some_and(|n| !n.is_empty()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_fails_before_the_first_chunk_is_left_for_another() {
+    let first = common::TestNode::start("tiny", &[]).await;
+    let second = common::TestNode::start("tiny", &[]).await;
+    let stack =
+        common::Stack::start(simulated_policy(), &[first.url(), second.url()], |_| {}).await;
+    stack.settled(2).await;
+    let payer = cloister_protocol::PayerKey::generate();
+    stack
+        .state
+        .ledger
+        .register_payer("alice", payer.address())
+        .await
+        .unwrap();
+    let mut config =
+        cloister_client::ClientConfig::new(stack.url.clone(), simulated_policy(), payer);
+    config.api_key = Some(stack.key.clone());
+    let client = Client::new(config).unwrap();
+    assert_eq!(client.survey(None).await.unwrap().trusted.len(), 2);
+
+    // One node's connection is cut: every request still gets a verified
+    // answer, from the other node, re-sealed to its key.
+    first.proxy.kill();
+    // The order rotates per request: the cut node comes first in one of
+    // any two consecutive requests.
+    let survey = client.survey(None).await.unwrap();
+    let first_id = cloister_router::nodes::node_id(&first.url());
+    assert!(survey.trusted.iter().any(|n| n.id == first_id));
+    let second_id = cloister_router::nodes::node_id(&second.url());
+    for _ in 0..4 {
+        let done = client
+            .send("tiny", body(false, 4), None)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        assert_eq!(done.node.id, second_id);
+    }
+    assert_eq!(stack.receipts(4).await.len(), 4);
+    // The cut node was tried (and failed before answering) at least once.
+    let metrics = reqwest::get(format!("{}/metrics", stack.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("requests_total{route=\"sealed\",status=\"502\"}"),
+        "{metrics}"
+    );
+}
