@@ -40,9 +40,11 @@ pub struct ClientConfig {
     /// How long a verdict (and the router's node list) is trusted before the
     /// node is challenged again with a fresh nonce. Default 300 s.
     pub verdict_ttl: Duration,
-    /// Deadline for the first byte of an answer. Default 60 s.
+    /// Deadline for the first plaintext of an answer (a whole, unstreamed
+    /// answer arrives only when it is complete). Default 120 s, as the
+    /// router's.
     pub first_byte_timeout: Duration,
-    /// Longest silence within an answer. Default 120 s.
+    /// Longest silence within an answer. Default 60 s, as the router's.
     pub idle_timeout: Duration,
     /// Nodes tried per request (the first and the retries). Default 3.
     pub max_attempts: usize,
@@ -76,8 +78,8 @@ impl ClientConfig {
             payer,
             domain: ReceiptDomain::DEVELOPMENT,
             verdict_ttl: Duration::from_secs(300),
-            first_byte_timeout: Duration::from_secs(60),
-            idle_timeout: Duration::from_secs(120),
+            first_byte_timeout: Duration::from_secs(120),
+            idle_timeout: Duration::from_secs(60),
             max_attempts: 3,
             router_ca: None,
             collateral: None,
