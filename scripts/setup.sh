@@ -64,6 +64,20 @@ PY
 fi
 echo "setup: model $smollm2"
 
+# anvil and solc for the chain tests, `cloister dev` and
+# scripts/compile-contracts.sh (npm registry; pinned versions).
+# shellcheck source=lib/chain-tools.sh
+source scripts/lib/chain-tools.sh
+if ! command -v npm >/dev/null; then
+  echo "setup: installing Debian package npm"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm
+fi
+chain_tools_install
+echo "setup: anvil $ANVIL"
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: cargo-nextest not found; tests will run with cargo test"
 fi
