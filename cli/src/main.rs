@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod chain;
 mod dev;
 mod enclave;
 mod input;
@@ -82,6 +83,13 @@ enum Command {
     /// each); 2 unusable input or the router could not be read.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The chain: deploy the Registry and Settlement contracts, keep the
+    /// Registry's allowlists (governance).
+    ///
+    /// Exit status: 0 done; 2 failed (the message says whether the chain
+    /// refused, and why, or could not be reached).
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
 }
 
 const PROXY_EXAMPLES: &str = "Examples:
@@ -127,5 +135,6 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Audit(command) => audit::run(command),
+        Command::Chain(command) => chain::run(command),
     }
 }

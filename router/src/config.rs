@@ -58,6 +58,19 @@ pub struct RouterConfig {
     pub chain_id: u64,
     /// EIP-712 domain of receipts: settlement contract (0x...).
     pub settlement_contract: String,
+    /// Settlement: the chain's JSON-RPC URL. Without it settlement is off
+    /// and receipts accumulate in the ledger.
+    pub chain_rpc_url: Option<String>,
+    /// Settlement: the deployment file `cloister chain deploy` wrote; its
+    /// chain id and Settlement address become the receipts' domain.
+    pub chain_deployment: Option<PathBuf>,
+    /// Settlement: file holding the operator's secp256k1 key (0x hex), the
+    /// key that records signers and posts batches.
+    pub settlement_key_file: Option<PathBuf>,
+    /// Settlement: seconds between settlement rounds.
+    pub settlement_interval_secs: u64,
+    /// Settlement: most receipts in one batch.
+    pub settlement_max_receipts: usize,
     /// Requests per minute per API key.
     pub requests_per_minute: u32,
     /// Tokens (prompt + completion) per minute per API key.
@@ -99,6 +112,11 @@ impl Default for RouterConfig {
             attestation_timeout_secs: 30,
             chain_id: 31337,
             settlement_contract: "0x0000000000000000000000000000000000000000".into(),
+            chain_rpc_url: None,
+            chain_deployment: None,
+            settlement_key_file: None,
+            settlement_interval_secs: 30,
+            settlement_max_receipts: 1000,
             requests_per_minute: 600,
             tokens_per_minute: 2_000_000,
             max_request_bytes: 1024 * 1024,
@@ -196,6 +214,19 @@ pub struct RouterArgs {
     /// Seconds between re-attestations of each node [default: 300].
     #[arg(long, value_name = "SECONDS", env = "CLOISTER_REATTEST_INTERVAL")]
     pub reattest_interval: Option<u64>,
+    /// Settle receipts on this chain (JSON-RPC URL); needs
+    /// --chain-deployment and --settlement-key-file.
+    #[arg(long, value_name = "URL", env = "CLOISTER_RPC_URL")]
+    pub chain_rpc: Option<String>,
+    /// Deployment file from `cloister chain deploy` (contract addresses).
+    #[arg(long, value_name = "FILE", env = "CLOISTER_CHAIN_DEPLOYMENT")]
+    pub chain_deployment: Option<PathBuf>,
+    /// File with the operator key that posts settlement batches (0x hex).
+    #[arg(long, value_name = "FILE", env = "CLOISTER_SETTLEMENT_KEY_FILE")]
+    pub settlement_key_file: Option<PathBuf>,
+    /// Seconds between settlement rounds [default: 30].
+    #[arg(long, value_name = "SECONDS", env = "CLOISTER_SETTLEMENT_INTERVAL")]
+    pub settlement_interval: Option<u64>,
     /// Requests per minute per API key [default: 600].
     #[arg(long, value_name = "N", env = "CLOISTER_REQUESTS_PER_MINUTE")]
     pub requests_per_minute: Option<u32>,
@@ -261,6 +292,20 @@ impl RouterConfig {
             }
         }
         set(&mut self.reattest_interval_secs, &args.reattest_interval);
+        if args.chain_rpc.is_some() {
+            self.chain_rpc_url.clone_from(&args.chain_rpc);
+        }
+        if args.chain_deployment.is_some() {
+            self.chain_deployment.clone_from(&args.chain_deployment);
+        }
+        if args.settlement_key_file.is_some() {
+            self.settlement_key_file
+                .clone_from(&args.settlement_key_file);
+        }
+        set(
+            &mut self.settlement_interval_secs,
+            &args.settlement_interval,
+        );
         set(&mut self.requests_per_minute, &args.requests_per_minute);
         set(&mut self.tokens_per_minute, &args.tokens_per_minute);
         set(&mut self.log_format, &args.log_format);
@@ -290,6 +335,20 @@ impl RouterConfig {
                 "settlement_contract {:?} is not a 0x address",
                 self.settlement_contract
             ));
+        }
+        if self.chain_rpc_url.is_some()
+            && (self.chain_deployment.is_none() || self.settlement_key_file.is_none())
+        {
+            return invalid(
+                "settlement needs chain_deployment (from `cloister chain deploy`) and \
+                 settlement_key_file besides chain_rpc_url"
+                    .into(),
+            );
+        }
+        if self.settlement_interval_secs == 0 || self.settlement_max_receipts == 0 {
+            return invalid(
+                "settlement_interval_secs and settlement_max_receipts must be at least 1".into(),
+            );
         }
         for token in &self.join_tokens {
             if token.len() < 16 {

@@ -31,6 +31,7 @@ pub mod ratelimit;
 pub mod receipts;
 pub mod relay;
 pub mod server;
+pub mod settlement;
 pub mod state;
 pub mod status_page;
 pub mod upstream;
@@ -73,6 +74,9 @@ pub enum StartError {
     /// A node from the ledger or the configuration could not be added.
     #[error("nodes: {0}")]
     Nodes(#[from] state::AddNodeError),
+    /// Settlement could not be set up.
+    #[error("settlement: {0}")]
+    Settlement(String),
     /// The listener.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -137,13 +141,14 @@ pub async fn start(config: RouterConfig, policy: Policy) -> Result<Arc<RouterSta
         Duration::from_secs(config.connect_timeout_secs),
     )
     .map_err(|e| StartError::Tls(e.to_string()))?;
-    let domain = ReceiptDomain {
+    let mut domain = ReceiptDomain {
         chain_id: config.chain_id,
         verifying_contract: config
             .settlement_contract
             .parse()
             .map_err(|_| StartError::Policy("settlement_contract is not an address".into()))?,
     };
+    let settler = chain_settler(&config, &ledger, &mut domain)?;
     let metrics = Arc::new(Metrics::new());
     let attestor = Arc::new(Attestor {
         http: http.clone(),
@@ -171,6 +176,9 @@ pub async fn start(config: RouterConfig, policy: Policy) -> Result<Arc<RouterSta
         started_at: Instant::now(),
         recording: Arc::default(),
     });
+    if let Some(settler) = settler {
+        tokio::spawn(Arc::new(settler).run(state.shutdown.subscribe()));
+    }
     for row in state.ledger.nodes().await? {
         state.add_node(row.url, row.source).await?;
     }
@@ -179,6 +187,77 @@ pub async fn start(config: RouterConfig, policy: Policy) -> Result<Arc<RouterSta
         state.add_node(url, NodeSource::Static).await?;
     }
     Ok(state)
+}
+
+/// The settlement worker when `chain_rpc_url` is set; the receipts' domain
+/// becomes the deployment's chain and Settlement contract.
+fn chain_settler(
+    config: &RouterConfig,
+    ledger: &Ledger,
+    domain: &mut ReceiptDomain,
+) -> Result<Option<settlement::Settler>, StartError> {
+    let (Some(url), Some(deployment), Some(key_file)) = (
+        &config.chain_rpc_url,
+        &config.chain_deployment,
+        &config.settlement_key_file,
+    ) else {
+        tracing::info!("settlement off (no chain_rpc_url): receipts accumulate in the ledger");
+        return Ok(None);
+    };
+    let fail = |m: String| StartError::Settlement(m);
+    let deployment =
+        cloister_contracts::Deployment::read(deployment).map_err(|e| fail(e.to_string()))?;
+    let default_contract = RouterConfig::default().settlement_contract;
+    if config.settlement_contract != default_contract
+        && config
+            .settlement_contract
+            .parse::<cloister_protocol::Address>()
+            .ok()
+            != Some(deployment.settlement)
+    {
+        return Err(fail(format!(
+            "settlement_contract {} differs from the deployment's Settlement {}",
+            config.settlement_contract, deployment.settlement
+        )));
+    }
+    *domain = ReceiptDomain {
+        chain_id: deployment.chain_id,
+        verifying_contract: deployment.settlement,
+    };
+    let secret = std::fs::read_to_string(key_file)
+        .map_err(|e| fail(format!("cannot read {}: {e}", key_file.display())))?;
+    let key: alloy::signers::local::PrivateKeySigner = secret.trim().parse().map_err(|_| {
+        fail(format!(
+            "{} does not hold a 0x hex secp256k1 key",
+            key_file.display()
+        ))
+    })?;
+    if key.address() != deployment.operator {
+        return Err(fail(format!(
+            "the settlement key is {}, but the contracts' operator is {}",
+            key.address(),
+            deployment.operator
+        )));
+    }
+    let url = url
+        .parse()
+        .map_err(|e| fail(format!("chain_rpc_url {url:?}: {e}")))?;
+    let provider = cloister_contracts::rpc::connect(url, key);
+    tracing::info!(
+        chain_id = deployment.chain_id,
+        settlement = %deployment.settlement,
+        registry = %deployment.registry,
+        "settlement on"
+    );
+    Ok(Some(settlement::Settler::new(
+        ledger.clone(),
+        provider,
+        &deployment,
+        settlement::SettlementSettings {
+            interval: Duration::from_secs(config.settlement_interval_secs),
+            max_receipts: config.settlement_max_receipts,
+        },
+    )))
 }
 
 /// Serves `state` on `listener` until `shutdown`; then stops the

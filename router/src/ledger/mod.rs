@@ -21,10 +21,12 @@
 //!   always charged).
 //!
 //! On PostgreSQL the ledger takes the session advisory lock
-//! [`MIGRATION_LOCK_KEY`] while migrating and the transaction advisory lock
-//! [`LOG_LOCK_KEY`] while appending to the attestation log; other users of
+//! [`MIGRATION_LOCK_KEY`] while migrating, the transaction advisory lock
+//! [`LOG_LOCK_KEY`] while appending to the attestation log, and the session
+//! lock [`SETTLEMENT_LOCK_KEY`] while it settles; other users of
 //! advisory locks on the same database must pick other keys.
 
+mod batches;
 mod keys;
 mod log;
 mod migrate;
@@ -43,6 +45,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::{Any, Transaction};
 use thiserror::Error;
 
+pub use batches::{
+    BatchRow, BatchState, BatchWrite, NewBatch, SETTLEMENT_LOCK_KEY, UnbatchedReceipt,
+};
 pub use keys::{
     AccountOverview, AccountSummary, Caller, KEY_PREFIX, NewKey, validate_account_name,
 };
