@@ -30,15 +30,20 @@ pub struct TestChain {
 impl TestChain {
     /// Starts anvil on a free port. Panics with the install hint when the
     /// binary is missing: tests that need a chain must not pass without one.
-    #[allow(clippy::panic)]
     pub fn start() -> Self {
+        Self::start_with_args(&[])
+    }
+
+    /// [`Self::start`] with extra anvil arguments (`--gas-limit N`, ...).
+    #[allow(clippy::panic)]
+    pub fn start_with_args(args: &[&str]) -> Self {
         let path = anvil_path();
         assert!(
             path.exists(),
             "anvil not found at {} (run scripts/setup.sh, or set CLOISTER_ANVIL)",
             path.display()
         );
-        let anvil = Anvil::at(path).spawn();
+        let anvil = Anvil::at(path).args(args.iter().copied()).spawn();
         Self { anvil }
     }
 

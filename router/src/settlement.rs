@@ -181,10 +181,12 @@ impl Settler {
             return Ok(report);
         }
         self.resume(&mut report).await?;
-        if let Some(id) = self.write_next_batch(&mut report).await? {
-            if let Some(row) = self.ledger.batch(id).await? {
-                self.post(&row, &mut report).await?;
-            }
+        let written = match self.write_next_batch(&mut report).await? {
+            Some(id) => self.ledger.batch(id).await?,
+            None => None,
+        };
+        if let Some(row) = written {
+            self.post(&row, &mut report).await?;
         }
         self.finalize_due(&mut report).await?;
         Ok(report)
@@ -198,7 +200,9 @@ impl Settler {
             if sqlx::query("SELECT 1").execute(&mut **conn).await.is_ok() {
                 return Ok(true);
             }
-            *lock = None;
+            if let Some(broken) = lock.take() {
+                drop(broken.detach());
+            }
         }
         *lock = self.ledger.try_settlement_lock().await?;
         if lock.is_none() {
@@ -232,7 +236,7 @@ impl Settler {
             let signed: SignedReceipt = serde_json::from_str(&row.receipt)
                 .map_err(|e| SettleError::Corrupt(format!("receipt {}: {e}", row.digest)))?;
             let r = &signed.receipt;
-            if !signers.contains_key(&r.node_signer) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = signers.entry(r.node_signer) {
                 let record = self
                     .registry
                     .signerRecord(r.node_signer)
@@ -240,7 +244,7 @@ impl Settler {
                     .await
                     .map_err(|e| ChainError::from_contract("Registry.signerRecord", e))?;
                 let periods = record.periods.iter().map(|p| (p.from, p.until)).collect();
-                signers.insert(r.node_signer, (record.provider, periods));
+                slot.insert((record.provider, periods));
             }
             let Some((provider, periods)) = signers.get(&r.node_signer) else {
                 continue;
@@ -264,14 +268,14 @@ impl Settler {
         let mut escrow: BTreeMap<Address, U256> = BTreeMap::new();
         let mut items = Vec::new();
         for item in candidates {
-            if !escrow.contains_key(&item.payer) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = escrow.entry(item.payer) {
                 let balance = self
                     .settlement
                     .escrow(item.payer)
                     .call()
                     .await
                     .map_err(|e| ChainError::from_contract("Settlement.escrow", e))?;
-                escrow.insert(item.payer, balance);
+                slot.insert(balance);
             }
             let left = escrow.entry(item.payer).or_default();
             if *left >= item.charge {
@@ -469,6 +473,16 @@ impl Settler {
             }
         }
         Ok(())
+    }
+}
+
+impl Drop for Settler {
+    /// Closes the lock's connection instead of returning it to the pool,
+    /// where it would keep the session lock and shut out the next settler.
+    fn drop(&mut self) {
+        if let Some(conn) = self.lock.get_mut().take() {
+            drop(conn.detach());
+        }
     }
 }
 

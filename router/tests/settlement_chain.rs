@@ -305,6 +305,8 @@ async fn a_crash_between_writing_and_confirmation_settles_once() {
     assert_eq!(report.confirmed, vec![1], "{report:?}");
     assert_eq!(report.written, None, "the receipts were already in batch 1");
     assert_eq!(env.chain_batch_state(1).await, 1);
+    // On PostgreSQL it holds the settlement lock while it lives.
+    drop(restarted);
 
     // Crash 2: the transaction went out and was mined, but the worker died
     // before it marked the batch: the restarted worker finds it on chain and
