@@ -4,10 +4,15 @@
 //! a one-time join token. The router's policy allows simulated evidence and
 //! no hardware: it is for this stack only.
 //!
-//! When the node passes, it prints lines a shell can paste (the base URL and
-//! an API key with credit), the status page and a ready curl line. Ctrl-C
-//! stops both (requests in flight finish). A second run reuses the data
-//! directory, the ledger and the key.
+//! When anvil is installed (scripts/setup.sh installs it), a development
+//! chain too ([`crate::dev_chain`]): the contracts deployed and funded, the
+//! node's signer recorded by the router, and what the node serves settled
+//! every 10 seconds.
+//!
+//! When the node passes, it prints lines a shell can paste (the base URL, an
+//! API key with credit, the chain's RPC URL), the status page and a ready
+//! curl line. Ctrl-C stops everything (requests in flight finish). A second
+//! run reuses the data directory, the ledger, the key and the chain.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,7 @@ use cloister_router::RouterConfig;
 use cloister_router::config::LogFormat;
 use tokio::sync::watch;
 
+use crate::dev_chain::DevChain;
 use crate::router::{init_logging, runtime};
 
 /// The model file the setup script installs.
@@ -44,6 +50,13 @@ pub(crate) struct DevArgs {
     /// Requests per minute per API key (the router's default: 600).
     #[arg(long, value_name = "N", default_value = "600")]
     requests_per_minute: u32,
+    /// Port of the development chain (anvil) on 127.0.0.1; another free
+    /// port when it is taken.
+    #[arg(long, value_name = "N", default_value = "8545")]
+    chain_port: u16,
+    /// No chain, even when anvil is installed: receipts accumulate unsettled.
+    #[arg(long)]
+    no_chain: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -73,7 +86,7 @@ fn random_token() -> String {
 }
 
 /// A free port on 127.0.0.1 (bound and released: fine for a dev stack).
-fn free_port() -> std::io::Result<u16> {
+pub(crate) fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -96,12 +109,17 @@ async fn dev_key(
         }
     }
     let key = ledger.create_key("dev", DEV_CREDIT).await?;
+    write_secret(&path, &key.secret)?;
+    Ok(key.secret)
+}
+
+/// Writes a secret to `path`, readable by its owner only (mode 0600).
+pub(crate) fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    std::io::Write::write_all(&mut options.open(&path)?, key.secret.as_bytes())?;
-    Ok(key.secret)
+    std::io::Write::write_all(&mut options.open(path)?, secret.as_bytes())
 }
 
 /// The dev account's payer key for `cloister proxy` (created and registered
@@ -153,6 +171,11 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         );
     }
     std::fs::create_dir_all(&args.data_dir)?;
+    let chain = if args.no_chain {
+        None
+    } else {
+        DevChain::start(&args.data_dir, args.chain_port).await?
+    };
     let token = random_token();
     let config = RouterConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], args.port)),
@@ -163,6 +186,10 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         reattest_interval_secs: 60,
         requests_per_minute: args.requests_per_minute,
         log_format: args.log_format,
+        chain_rpc_url: chain.as_ref().map(|c| c.url.clone()),
+        chain_deployment: chain.as_ref().map(|c| c.deployment_file.clone()),
+        settlement_key_file: chain.as_ref().map(|c| c.key_file.clone()),
+        settlement_interval_secs: 10,
         ..RouterConfig::default()
     };
     // This stack's policy: simulated evidence only, no hardware platform.
@@ -197,7 +224,7 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         Err(_) => free_port()?,
     };
     let router_url = format!("http://127.0.0.1:{}", args.port);
-    let enclave = EnclaveCli::try_parse_from([
+    let mut enclave_argv = vec![
         "enclave".to_owned(),
         "--model".into(),
         model.display().to_string(),
@@ -218,8 +245,18 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         format!("http://127.0.0.1:{enclave_port}"),
         "--join-token".into(),
         token,
-    ])?
-    .args;
+    ];
+    if let Some(chain) = &chain {
+        enclave_argv.extend([
+            "--chain-id".into(),
+            chain.deployment.chain_id.to_string(),
+            "--settlement-contract".into(),
+            chain.deployment.settlement.to_string(),
+            "--payout-address".into(),
+            chain.dev_address.to_string(),
+        ]);
+    }
+    let enclave = EnclaveCli::try_parse_from(enclave_argv)?.args;
     let node = tokio::spawn(cloister_enclave::run(enclave, wait_stop(stop_rx.clone())));
 
     let ready = async {
@@ -244,10 +281,26 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    let chain_lines = match &chain {
+        Some(chain) => {
+            fund_dev_chain(chain, &state).await?;
+            format!("export CLOISTER_RPC_URL={}\n", chain.url)
+        }
+        None => String::new(),
+    };
+    let settlement_line = match &chain {
+        Some(chain) => format!(
+            "Settlement: every 10 s to {} on the dev chain; check it with\n\n\
+             cloister audit chain --rpc $CLOISTER_RPC_URL --router {router_url}\n\n",
+            chain.deployment.settlement
+        ),
+        None => "Settlement: off (no anvil; scripts/setup.sh installs it).\n\n".into(),
+    };
     println!(
         "\nCloister is running (development stack: simulated TEE, not confidential).\n\n\
          export OPENAI_BASE_URL={router_url}/v1\n\
-         export OPENAI_API_KEY={key}\n\n\
+         export OPENAI_API_KEY={key}\n\
+         {chain_lines}\n\
          Status page: {router_url}/\n\n\
          curl {router_url}/v1/chat/completions -H \"Authorization: Bearer $OPENAI_API_KEY\" \
          -H 'Content-Type: application/json' \
@@ -255,6 +308,7 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
          End to end, through a local proxy that verifies the node under your own policy \
          (the router then sees only ciphertext):\n\n\
          cloister proxy --router {router_url} --api-key $OPENAI_API_KEY {proxy_files}\n\n\
+         {settlement_line}\
          Ctrl-C stops everything.\n"
     );
     crate::enclave::shutdown_signal().await;
@@ -266,6 +320,27 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
     }
     if let Ok(Err(e)) = router {
         tracing::warn!("router: {e}");
+    }
+    Ok(())
+}
+
+/// Escrow for the dev account's payers, and the dev node's code and model
+/// allowed, so that its signer can be recorded and its receipts settled.
+async fn fund_dev_chain(
+    chain: &DevChain,
+    state: &cloister_router::RouterState,
+) -> anyhow::Result<()> {
+    let payers = state
+        .ledger
+        .account_overview("dev")
+        .await?
+        .map(|a| a.payers)
+        .unwrap_or_default();
+    chain.fund_payers(&payers).await?;
+    for node in state.nodes.all() {
+        if let Some(attested) = node.serving() {
+            chain.allow_node(&attested).await?;
+        }
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod audit;
 mod chain;
 mod dev;
+mod dev_chain;
 mod enclave;
 mod input;
 mod proxy;

@@ -9,48 +9,16 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 use cloister_router::ledger::{GENESIS_PREV_HASH, Ledger, LogEntry, log_entry_hash};
 use serde_json::{Value, json};
 
-fn cloister() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_cloister"));
-    for var in [
-        "DATABASE_URL",
-        "CLOISTER_DATA_DIR",
-        "CLOISTER_POLICY",
-        "CLOISTER_JOIN_TOKENS",
-        "CLOISTER_API_KEY",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Starts a child that prints `prefix ADDR` as its first line.
-fn spawn(command: &mut Command, prefix: &str) -> (Child, String) {
-    let mut child = command
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().expect("printed nothing").unwrap();
-    let addr = line
-        .strip_prefix(prefix)
-        .unwrap_or_else(|| panic!("{line}"))
-        .to_owned();
-    (child, addr)
-}
+use common::{cloister, spawn, text};
 
 /// A router, an enclave behind it, an account with receipts.
 struct History {

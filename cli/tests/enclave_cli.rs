@@ -168,6 +168,26 @@ fn a_missing_model_or_tee_fails_at_start_with_a_clear_message() {
         "{err}"
     );
 
+    for (payout, says) in [
+        ("nope", "is not a 0x address"),
+        (
+            "0x0000000000000000000000000000000000000000",
+            "the zero address",
+        ),
+    ] {
+        let out = cloister()
+            .args(["enclave", "--model", "/nonexistent/model.gguf"])
+            .args(["--tee", "simulated", "--payout-address", payout])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--payout-address") && err.contains(says),
+            "{err}"
+        );
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("model.gguf");
     let start_on = |model: &std::path::Path| {

@@ -23,6 +23,8 @@ pub struct NodeIdentity {
     pub prompt_price: u64,
     /// Price per completion token.
     pub completion_price: u64,
+    /// The provider paid for this node's receipts, when the node names one.
+    pub payout: Option<Address>,
 }
 
 /// Why an identity is unusable.
@@ -105,6 +107,16 @@ impl NodeIdentity {
                 want_contract: domain.verifying_contract,
             });
         }
+        let payout = match receipts.get("payout_address") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(
+                value
+                    .as_str()
+                    .and_then(|text| text.parse::<Address>().ok())
+                    .filter(|a| !a.is_zero())
+                    .ok_or_else(|| field("receipts", "payout_address is not a 0x address"))?,
+            ),
+        };
         Ok(Self {
             model: typed.model.id,
             weights_sha256: typed.model.weights_sha256,
@@ -112,6 +124,7 @@ impl NodeIdentity {
             key_config,
             prompt_price: number("prompt_price")?,
             completion_price: number("completion_price")?,
+            payout,
         })
     }
 }

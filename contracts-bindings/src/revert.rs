@@ -97,6 +97,10 @@ pub enum ChainError {
     /// Mined but failed (status 0).
     #[error("{call}: transaction {tx} failed on chain")]
     FailedOnChain { call: &'static str, tx: B256 },
+    /// Not sent: the call does not apply to this deployment (the caller's
+    /// fault).
+    #[error("{call}: {detail}")]
+    NotAllowed { call: &'static str, detail: String },
 }
 
 impl ChainError {

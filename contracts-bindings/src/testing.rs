@@ -5,20 +5,9 @@ use std::path::PathBuf;
 use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::signers::local::PrivateKeySigner;
 
-/// The anvil binary: `$CLOISTER_ANVIL`, else where `scripts/setup.sh`
-/// installs it from the npm registry.
+/// The anvil binary (see [`crate::dev_funding::anvil_path`]).
 pub fn anvil_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("CLOISTER_ANVIL") {
-        return PathBuf::from(path);
-    }
-    let tools = std::env::var_os("CLOISTER_CHAIN_TOOLS").map_or_else(
-        || {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/cloister/chain")
-        },
-        PathBuf::from,
-    );
-    tools.join("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+    crate::dev_funding::anvil_path()
 }
 
 /// A running anvil (killed on drop) and its funded development keys.

@@ -90,6 +90,12 @@ pub struct EnclaveArgs {
     /// settlement token's smallest unit. Part of the attested identity.
     #[arg(long, value_name = "UNITS", default_value = "0")]
     pub completion_price: u64,
+    /// The provider address paid for this node's receipts (0x...): the
+    /// address staked in the Registry. Part of the attested identity, so the
+    /// router records this node's receipt signer for exactly this provider.
+    /// Without it the node serves, but its receipts cannot be settled.
+    #[arg(long, value_name = "ADDRESS", env = "CLOISTER_PAYOUT_ADDRESS")]
+    pub payout_address: Option<String>,
 
     /// Where the model is copied (and hashed while copied) before loading,
     /// so the engine reads exactly the bytes the identity attests: a tmpfs

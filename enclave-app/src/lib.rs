@@ -171,6 +171,44 @@ fn receipt_domain(args: &EnclaveArgs) -> Result<ReceiptDomain, StartError> {
     })
 }
 
+/// The identity's `receipts` part: the EIP-712 domain receipts are signed
+/// in, the prices, and the provider paid for them (when given).
+fn receipts_identity(
+    domain: &ReceiptDomain,
+    prices: &Prices,
+    payout: Option<cloister_protocol::Address>,
+) -> serde_json::Value {
+    let mut receipts = serde_json::json!({
+        "chain_id": domain.chain_id,
+        "verifying_contract": domain.verifying_contract.to_string(),
+        "prompt_price": prices.prompt,
+        "completion_price": prices.completion,
+    });
+    if let (Some(address), Some(map)) = (payout, receipts.as_object_mut()) {
+        map.insert("payout_address".into(), address.to_string().into());
+    }
+    receipts
+}
+
+/// `--payout-address`, checked: a 0x address, not zero.
+fn payout_address(args: &EnclaveArgs) -> Result<Option<cloister_protocol::Address>, StartError> {
+    let Some(text) = &args.payout_address else {
+        tracing::warn!(
+            "no --payout-address: this node serves, but its receipts cannot be settled on chain"
+        );
+        return Ok(None);
+    };
+    let address: cloister_protocol::Address = text.trim().parse().map_err(|_| {
+        StartError::Argument(format!("--payout-address {text:?} is not a 0x address"))
+    })?;
+    if address.is_zero() {
+        return Err(StartError::Argument(
+            "--payout-address is the zero address; give the provider's staked address".into(),
+        ));
+    }
+    Ok(Some(address))
+}
+
 /// Opens NVML when GPU evidence is wanted, checking every GPU is in CC mode.
 fn gpu_evidence(
     args: &EnclaveArgs,
@@ -280,6 +318,7 @@ fn progress_logger() -> impl FnMut(u64, u64) {
 /// so tests can build a node without a listener.
 pub async fn prepare(args: &EnclaveArgs) -> Result<Arc<AppState>, StartError> {
     let receipt_domain = receipt_domain(args)?;
+    let payout = payout_address(args)?;
     let source = ModelSource::resolve(&args.model, args.model_id.clone())?;
     // Fail on a missing TEE or GPU before spending minutes on the model.
     if args.tee != TeeChoice::Simulated {
@@ -330,12 +369,7 @@ pub async fn prepare(args: &EnclaveArgs) -> Result<Arc<AppState>, StartError> {
             "replay_window_s": args.replay_window,
             "request_filter": cloister_protocol::request_filter::FILTER_VERSION,
         }),
-        receipts: serde_json::json!({
-            "chain_id": receipt_domain.chain_id,
-            "verifying_contract": receipt_domain.verifying_contract.to_string(),
-            "prompt_price": prices.prompt,
-            "completion_price": prices.completion,
-        }),
+        receipts: receipts_identity(&receipt_domain, &prices, payout),
         gpu: gpu_identity,
     });
     tracing::info!(

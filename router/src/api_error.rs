@@ -40,6 +40,9 @@ pub enum ApiError {
     /// The node id is not known.
     #[error("node {0:?} not found")]
     UnknownNode(String),
+    /// No settlement batch has this id.
+    #[error("settlement batch {0} not found")]
+    UnknownBatch(i64),
     /// Over the key's requests or tokens per minute.
     #[error("rate limit reached")]
     RateLimited {
@@ -88,7 +91,9 @@ impl ApiError {
             }
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownModel { .. } | Self::UnknownNode(_) => StatusCode::NOT_FOUND,
+            Self::UnknownModel { .. } | Self::UnknownNode(_) | Self::UnknownBatch(_) => {
+                StatusCode::NOT_FOUND
+            }
             Self::RateLimited { .. } | Self::InsufficientQuota => StatusCode::TOO_MANY_REQUESTS,
             Self::NoNode { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream { .. } => StatusCode::BAD_GATEWAY,
@@ -106,6 +111,7 @@ impl ApiError {
             Self::TooLarge { .. } => ("invalid_request_error", "request_too_large"),
             Self::UnknownModel { .. } => ("invalid_request_error", "model_not_found"),
             Self::UnknownNode(_) => ("invalid_request_error", "node_not_found"),
+            Self::UnknownBatch(_) => ("invalid_request_error", "batch_not_found"),
             Self::RateLimited { .. } => ("requests", "rate_limit_exceeded"),
             Self::InsufficientQuota => ("insufficient_quota", "insufficient_quota"),
             Self::NoNode { .. } => ("server_error", "no_attested_node"),
@@ -129,6 +135,9 @@ impl ApiError {
             ),
             Self::UnknownNode(id) => {
                 format!("No node with id `{id}` (GET /v1/attestation lists them).")
+            }
+            Self::UnknownBatch(id) => {
+                format!("No settlement batch {id} (GET /v1/audit/batches lists them).")
             }
             Self::RateLimited {
                 limit,

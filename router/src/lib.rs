@@ -177,6 +177,12 @@ pub async fn start(config: RouterConfig, policy: Policy) -> Result<Arc<RouterSta
         recording: Arc::default(),
     });
     if let Some(settler) = settler {
+        let nodes_of = state.clone();
+        let settler = settler
+            .with_signers(Arc::new(move || {
+                settlement::signers::claims_of(&nodes_of.nodes)
+            }))
+            .with_metrics(state.metrics.clone());
         tokio::spawn(Arc::new(settler).run(state.shutdown.subscribe()));
     }
     for row in state.ledger.nodes().await? {

@@ -29,6 +29,10 @@ pub struct Metrics {
     nodes: Family<Labels, Gauge>,
     receipts: Family<Labels, Counter>,
     retries: Counter,
+    settlement_rounds: Family<Labels, Counter>,
+    settlement_batches: Family<Labels, Counter>,
+    unbatched: Gauge,
+    settled_at: Gauge,
 }
 
 impl Default for Metrics {
@@ -85,6 +89,30 @@ impl Metrics {
             "Requests re-sealed to another node after a failure before the first byte",
             retries.clone(),
         );
+        let settlement_rounds = Family::<Labels, Counter>::default();
+        registry.register(
+            "settlement_rounds",
+            "Settlement rounds by result (ok, retryable, failed, not_leader)",
+            settlement_rounds.clone(),
+        );
+        let settlement_batches = Family::<Labels, Counter>::default();
+        registry.register(
+            "settlement_batches",
+            "Settlement batches by event (written, confirmed, abandoned, finalized)",
+            settlement_batches.clone(),
+        );
+        let unbatched = Gauge::default();
+        registry.register(
+            "settlement_unbatched_receipts",
+            "Receipts in no settlement batch yet (settlement lag, in receipts)",
+            unbatched.clone(),
+        );
+        let settled_at = Gauge::default();
+        registry.register(
+            "settlement_last_round_ok_timestamp_seconds",
+            "Unix time of the last settlement round that completed (settlement lag: now minus this)",
+            settled_at.clone(),
+        );
         Self {
             registry,
             requests,
@@ -95,6 +123,35 @@ impl Metrics {
             nodes,
             receipts,
             retries,
+            settlement_rounds,
+            settlement_batches,
+            unbatched,
+            settled_at,
+        }
+    }
+
+    /// One settlement round: its result, the batch events it caused, the
+    /// receipts still in no batch, and the time when it completed.
+    pub fn settlement_round(
+        &self,
+        result: &'static str,
+        batches: &[(&'static str, usize)],
+        unbatched: Option<i64>,
+        completed_at: Option<i64>,
+    ) {
+        self.settlement_rounds
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+        for (event, count) in batches {
+            self.settlement_batches
+                .get_or_create(&vec![("event", (*event).to_owned())])
+                .inc_by(u64::try_from(*count).unwrap_or(0));
+        }
+        if let Some(n) = unbatched {
+            self.unbatched.set(n);
+        }
+        if let Some(t) = completed_at {
+            self.settled_at.set(t);
         }
     }
 

@@ -72,6 +72,21 @@ grep -i -q 'say hello\|count to three\|once upon a time' "$work/proxy.log" "$wor
 echo "-- the openai SDK against the router's plain endpoint"
 PYTHONPATH="$pydeps" python3 scripts/tests/openai_sdk.py
 
+if [ -n "${CLOISTER_RPC_URL:-}" ]; then
+  echo "-- settlement on the dev chain, checked by cloister audit chain"
+  batches="http://127.0.0.1:$port/v1/audit/batches"
+  for _ in $(seq 1 300); do
+    python3 -c 'import json,sys,urllib.request; d=json.load(urllib.request.urlopen(sys.argv[1]))["data"]; sys.exit(0 if any(b["state"] in ("confirmed","finalized") for b in d) else 1)' "$batches" && break
+    sleep 0.2
+  done
+  "$bin" audit chain --rpc "$CLOISTER_RPC_URL" --router "http://127.0.0.1:$port" >"$work/audit" \
+    || { cat "$work/audit" "$work/log"; echo "FAIL: cloister audit chain"; exit 1; }
+  grep -q '^CONSISTENT: [0-9]* batch(es), [1-9]' "$work/audit" || { cat "$work/audit"; echo "FAIL: no batch settled on the dev chain"; exit 1; }
+  echo "ok: $(grep '^CONSISTENT' "$work/audit")"
+else
+  echo "note: cloister dev ran without a chain (anvil not installed): settlement not checked"
+fi
+
 # Status page in headless Chromium: the page loads and lists the dev node.
 page="http://127.0.0.1:$port/"
 chrome=(chromium --headless=new --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run)

@@ -6,11 +6,14 @@
 //!   (`/v1/audit/receipts`) against what the log allowed.
 //! - `audit receipts` ([`receipts`]): an account's receipts, signatures,
 //!   payers and charges against the router's bill.
+//! - `audit chain` ([`chain`]): the router's settlement batches against the
+//!   Settlement and Registry contracts.
 //!
 //! Exit status: 0 consistent, 1 differences (every one listed, one line
 //! each), 2 unusable input or the router could not be read.
 
 mod api;
+mod chain;
 mod log;
 mod receipts;
 
@@ -56,6 +59,22 @@ pub(crate) enum AuditCommand {
     /// Then the recomputed total against the router's bill.
     #[command(after_help = RECEIPTS_EXAMPLES)]
     Receipts(receipts::ReceiptsArgs),
+    /// Re-check the router's settlement batches against the chain.
+    ///
+    /// Reads GET /v1/audit/batches and each batch's receipts, and the
+    /// Settlement and Registry contracts over --rpc. For every batch the
+    /// chain holds: each receipt's enclave signature, its signer registered
+    /// in the Registry at the receipt's issued_at (the provider credited is
+    /// the one the signer was recorded for), the Merkle root over the
+    /// receipt digests, the receipt count, total and fee, and the per-user
+    /// debits and per-provider credits, recomputed and compared with the
+    /// chain. Also: batches the router calls confirmed that the chain lacks,
+    /// and abandoned batches the chain holds.
+    ///
+    /// Trusts the chain (through your RPC) and nothing the router says. What
+    /// it cannot see: receipts the router never put in a batch.
+    #[command(after_help = chain::CHAIN_EXAMPLES)]
+    Chain(chain::ChainArgs),
 }
 
 const LOG_EXAMPLES: &str = "Examples:
@@ -295,6 +314,7 @@ pub(crate) fn run(command: AuditCommand) -> ExitCode {
     let json = match &command {
         AuditCommand::Log(args) => args.json,
         AuditCommand::Receipts(args) => args.json,
+        AuditCommand::Chain(args) => args.json,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -311,5 +331,6 @@ pub(crate) fn run(command: AuditCommand) -> ExitCode {
     match command {
         AuditCommand::Log(args) => runtime.block_on(log::run(args)),
         AuditCommand::Receipts(args) => runtime.block_on(receipts::run(args)),
+        AuditCommand::Chain(args) => runtime.block_on(chain::run(args)),
     }
 }

@@ -9,6 +9,8 @@
 //! | `GET /v1/attestation/{node_id}?nonce=<64 hex>` | key | a fresh bundle for the client's own nonce |
 //! | `GET /v1/audit/receipts?after=ID&limit=N` | — | every served receipt: id (digest), node, signer, issued and recorded times; no payer or token counts |
 //! | `GET /v1/receipts?after=ID&limit=N` | key | the caller's account's receipts in full, with what was recorded and charged |
+//! | `GET /v1/audit/batches?after=ID&limit=N` | — | settlement batches: state, Merkle root, totals, transaction |
+//! | `GET /v1/audit/batches/{id}?after=ID&limit=N` | — | a batch's signed receipts, by digest |
 //! | `GET /v1/account` | key | the caller's account: balance, total charged, payer addresses |
 //! | `POST /v1/sealed/{node_id}` | key | client-sealed request in, frames out |
 //! | `POST /v1/nodes/join` | join token | a provider names a node's address |
@@ -17,6 +19,7 @@
 
 mod attestation;
 mod audit;
+mod batches;
 mod nodes;
 mod openai;
 mod ops;
@@ -46,6 +49,8 @@ pub fn app(state: Arc<RouterState>) -> Router {
         .route("/v1/attestation/log", get(attestation::log))
         .route("/v1/attestation/{node_id}", get(attestation::fresh))
         .route("/v1/audit/receipts", get(audit::served))
+        .route("/v1/audit/batches", get(batches::list))
+        .route("/v1/audit/batches/{id}", get(batches::receipts))
         .route("/v1/receipts", get(audit::own))
         .route("/v1/account", get(audit::account))
         .route("/v1/sealed/{node_id}", post(sealed::forward))

@@ -38,7 +38,8 @@ pub enum BatchState {
 }
 
 impl BatchState {
-    fn as_str(self) -> &'static str {
+    /// The state's name as stored and shown.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Written => "written",
             Self::Confirmed => "confirmed",
@@ -259,6 +260,47 @@ impl Ledger {
         .await
         .map_err(db("read batch"))?;
         row.as_ref().map(row_to_batch).transpose()
+    }
+
+    /// Up to `limit` batches with ids above `after`, by id.
+    pub async fn batch_page(&self, after: i64, limit: u32) -> Result<Vec<BatchRow>, LedgerError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {BATCH_COLUMNS} FROM settlement_batches WHERE id > $1 ORDER BY id LIMIT $2"
+        )))
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("list batches"))?;
+        rows.iter().map(row_to_batch).collect()
+    }
+
+    /// Up to `limit` receipts of batch `id` with digests above `after`
+    /// (0x hex, lowercase as stored), by digest.
+    pub async fn batch_receipt_page(
+        &self,
+        id: i64,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<UnbatchedReceipt>, LedgerError> {
+        let rows = sqlx::query(
+            "SELECT digest, receipt FROM receipts WHERE settled_batch = $1 AND digest > $2 \
+             ORDER BY digest LIMIT $3",
+        )
+        .bind(id.to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db("list batch receipts"))?;
+        rows.iter()
+            .map(|row| {
+                Ok(UnbatchedReceipt {
+                    digest: row.try_get("digest").map_err(db("read receipts"))?,
+                    receipt: row.try_get("receipt").map_err(db("read receipts"))?,
+                })
+            })
+            .collect()
     }
 
     /// Digests and receipt JSON of a batch's receipts, by digest.

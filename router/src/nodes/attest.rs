@@ -257,6 +257,18 @@ impl Attestor {
             Some(mut a) if accepted => {
                 self.metrics.attestation(true, "");
                 a.log_id = log_id;
+                a.bundle_sha256 = ring::digest::digest(&ring::digest::SHA256, raw)
+                    .as_ref()
+                    .try_into()
+                    .unwrap_or([0; 32]);
+                let previous = match node.status() {
+                    NodeStatus::Serving(p) => Some(p),
+                    NodeStatus::Refused { attested, .. } => attested,
+                    _ => None,
+                };
+                if let Some(previous) = previous.filter(|p| p.signer == a.signer) {
+                    a.signer_since = a.signer_since.min(previous.signer_since);
+                }
                 Outcome::Passed(Arc::new(a))
             }
             _ => {

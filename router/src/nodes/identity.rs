@@ -25,6 +25,12 @@ pub struct Attested {
     pub prompt_price: u64,
     /// Price per completion token.
     pub completion_price: u64,
+    /// The provider paid for this node's receipts (recorded with the signer
+    /// in the Registry), when the node names one.
+    pub payout: Option<Address>,
+    /// SHA-256 of the bundle bytes as received (the attestation log holds
+    /// them; the Registry records this hash with the signer).
+    pub bundle_sha256: [u8; 32],
     /// `tdx`, `sev-snp`, `simulated`.
     pub platform: String,
     /// TCB status from the verdict.
@@ -33,6 +39,9 @@ pub struct Attested {
     pub measurements: BTreeMap<String, String>,
     /// Unix seconds of the verification.
     pub verified_at: i64,
+    /// Unix seconds of the first accepted verification of this signer at
+    /// this node (re-attestations carry it over while the key stays).
+    pub signer_since: i64,
     /// The attestation log entry that recorded it.
     pub log_id: i64,
 }
@@ -53,10 +62,13 @@ impl Attested {
             key_config: identity.key_config,
             prompt_price: identity.prompt_price,
             completion_price: identity.completion_price,
+            payout: identity.payout,
+            bundle_sha256: [0; 32],
             platform: verdict.platform.to_string(),
             tcb_status: verdict.tcb_status.clone(),
             measurements: verdict.measurements.clone(),
             verified_at: i64::try_from(verdict.verified_at.unix()).unwrap_or(i64::MAX),
+            signer_since: i64::try_from(verdict.verified_at.unix()).unwrap_or(i64::MAX),
             log_id,
         })
     }

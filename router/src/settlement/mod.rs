@@ -12,14 +12,20 @@
 //! batch that includes it is written, and is released only when the chain
 //! refuses that batch for good.
 //!
-//! Only receipts the chain will accept are batched: the receipt's signer must
-//! have been registered in the Registry at the receipt's `issued_at` (else
-//! anyone could invalidate the batch), and its payer's escrow must cover it.
-//! Other receipts wait, and are counted in each tick's report.
+//! Only receipts the chain will accept are batched: the receipt's signature
+//! must verify in the settlement domain, its signer must have been
+//! registered in the Registry at the receipt's `issued_at` (else anyone
+//! could invalidate the batch), and its payer's escrow must cover it. Other
+//! receipts wait, and are counted in each tick's report.
 //!
 //! With PostgreSQL and several routers, one settles at a time: the worker
 //! holds the session advisory lock [`SETTLEMENT_LOCK_KEY`] and the others
 //! skip their ticks.
+//!
+//! Each round also keeps the Registry's signers in step with attestation
+//! ([`signers`]).
+
+pub mod signers;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -39,6 +45,7 @@ use tokio::sync::{Mutex, watch};
 use crate::ledger::{
     BatchRow, BatchState, BatchWrite, Ledger, LedgerError, NewBatch, SETTLEMENT_LOCK_KEY,
 };
+use signers::{KnownSigners, SignerSource};
 
 /// How the worker runs.
 #[derive(Debug, Clone)]
@@ -98,8 +105,19 @@ pub struct TickReport {
     pub waiting_for_signer: usize,
     /// Receipts left for later: payer's escrow too low.
     pub waiting_for_escrow: usize,
+    /// Receipts never posted: their signature does not verify in the
+    /// settlement domain.
+    pub unverifiable: usize,
     /// Batches whose credits were released.
     pub finalized: Vec<i64>,
+    /// Enclave signers recorded in the Registry this round.
+    pub signers_recorded: Vec<Address>,
+    /// Enclave signers removed from the Registry this round.
+    pub signers_removed: Vec<Address>,
+    /// Serving nodes that name no payout address (their receipts wait).
+    pub signers_without_payout: usize,
+    /// Signers the Registry refused to record this round.
+    pub signers_refused: usize,
 }
 
 /// A batch as posted, stored with it in the ledger.
@@ -114,7 +132,6 @@ pub struct StoredPlan {
 }
 
 /// The worker.
-#[derive(Debug)]
 pub struct Settler {
     ledger: Ledger,
     settlement: Settlement::SettlementInstance<DynProvider>,
@@ -123,6 +140,19 @@ pub struct Settler {
     domain: ReceiptDomain,
     settings: SettlementSettings,
     lock: Mutex<Option<sqlx::pool::PoolConnection<sqlx::Any>>>,
+    signers: Option<SignerSource>,
+    known: Mutex<KnownSigners>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
+}
+
+impl std::fmt::Debug for Settler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settler")
+            .field("domain", &self.domain)
+            .field("settings", &self.settings)
+            .field("signers", &self.signers.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Settler {
@@ -145,7 +175,24 @@ impl Settler {
             },
             settings,
             lock: Mutex::new(None),
+            signers: None,
+            known: Mutex::default(),
+            metrics: None,
         }
+    }
+
+    /// Reports each round on `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Records the signers `source` names as attested, each round.
+    #[must_use]
+    pub fn with_signers(mut self, source: SignerSource) -> Self {
+        self.signers = Some(source);
+        self
     }
 
     /// Ticks every interval until `shutdown` turns true.
@@ -157,19 +204,44 @@ impl Settler {
             "settlement worker started"
         );
         loop {
-            match self.tick().await {
-                Ok(report) => log_report(&report),
+            let outcome = self.tick().await;
+            match &outcome {
+                Ok(report) => log_report(report),
                 Err(e) if e.retryable() => {
                     tracing::warn!(error = %e, "settlement tick failed; retrying next tick");
                 }
                 Err(e) => tracing::error!(error = %e, "settlement tick failed"),
             }
+            self.report_metrics(&outcome).await;
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
                 () = tokio::time::sleep(self.settings.interval) => {}
             }
         }
         tracing::info!("settlement worker stopped");
+    }
+
+    async fn report_metrics(&self, outcome: &Result<TickReport, SettleError>) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let (result, batches, completed) = match outcome {
+            Ok(r) if r.not_leader => ("not_leader", Vec::new(), None),
+            Ok(r) => (
+                "ok",
+                vec![
+                    ("written", usize::from(r.written.is_some())),
+                    ("confirmed", r.confirmed.len()),
+                    ("abandoned", r.abandoned.len()),
+                    ("finalized", r.finalized.len()),
+                ],
+                Some(crate::state::now_unix()),
+            ),
+            Err(e) if e.retryable() => ("retryable", Vec::new(), None),
+            Err(_) => ("failed", Vec::new(), None),
+        };
+        let unbatched = self.ledger.unbatched_count().await.ok();
+        metrics.settlement_round(result, &batches, unbatched, completed);
     }
 
     /// One round: resume written batches, write and post a new one, release
@@ -180,6 +252,7 @@ impl Settler {
             report.not_leader = true;
             return Ok(report);
         }
+        self.sync_signers(&mut report).await?;
         self.resume(&mut report).await?;
         let written = match self.write_next_batch(&mut report).await? {
             Some(id) => self.ledger.batch(id).await?,
@@ -236,6 +309,13 @@ impl Settler {
             let signed: SignedReceipt = serde_json::from_str(&row.receipt)
                 .map_err(|e| SettleError::Corrupt(format!("receipt {}: {e}", row.digest)))?;
             let r = &signed.receipt;
+            // A receipt whose signature does not verify in this domain (signed
+            // for another contract, or altered in storage) would let anyone
+            // invalidate the batch: it is never posted.
+            if signed.recover_signer(&self.domain).ok() != Some(r.node_signer) {
+                report.unverifiable += 1;
+                continue;
+            }
             if let std::collections::hash_map::Entry::Vacant(slot) = signers.entry(r.node_signer) {
                 let record = self
                     .registry
@@ -496,6 +576,10 @@ fn log_report(report: &TickReport) {
         || !report.finalized.is_empty()
         || report.waiting_for_signer > 0
         || report.waiting_for_escrow > 0
+        || report.unverifiable > 0
+        || !report.signers_recorded.is_empty()
+        || !report.signers_removed.is_empty()
+        || report.signers_refused > 0
     {
         tracing::info!(
             written = ?report.written,
@@ -504,6 +588,11 @@ fn log_report(report: &TickReport) {
             finalized = ?report.finalized,
             waiting_for_signer = report.waiting_for_signer,
             waiting_for_escrow = report.waiting_for_escrow,
+            unverifiable = report.unverifiable,
+            signers_recorded = report.signers_recorded.len(),
+            signers_removed = report.signers_removed.len(),
+            signers_refused = report.signers_refused,
+            signers_without_payout = report.signers_without_payout,
             "settlement tick"
         );
     }
