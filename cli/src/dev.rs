@@ -128,6 +128,7 @@ pub(crate) fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 async fn proxy_files(
     ledger: &cloister_router::ledger::Ledger,
     data_dir: &Path,
+    chain: Option<&DevChain>,
 ) -> anyhow::Result<String> {
     let payer_path = data_dir.join("dev-payer-key");
     let (payer, _) = crate::proxy::payer_key(&payer_path)?;
@@ -138,8 +139,14 @@ async fn proxy_files(
         "# cloister dev's own node runs on the simulated TEE: development only.\n\
          platforms = []\n\n[simulated]\nallow = true\n",
     )?;
+    let domain = chain.map_or_else(String::new, |c| {
+        format!(
+            " --chain-id {} --settlement-contract {}",
+            c.deployment.chain_id, c.deployment.settlement
+        )
+    });
     Ok(format!(
-        "--policy {} --payer-key {} --receipts {}",
+        "--policy {} --payer-key {} --receipts {}{domain}",
         policy_path.display(),
         payer_path.display(),
         data_dir.join("receipts.jsonl").display()
@@ -206,7 +213,7 @@ async fn stack(args: DevArgs) -> anyhow::Result<()> {
         })?;
     let state = cloister_router::start(config, policy).await?;
     let key = dev_key(&state.ledger, &args.data_dir).await?;
-    let proxy_files = proxy_files(&state.ledger, &args.data_dir).await?;
+    let proxy_files = proxy_files(&state.ledger, &args.data_dir, chain.as_ref()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

@@ -63,6 +63,15 @@ pub(crate) struct ProxyArgs {
     /// (only what each node ships in its bundle).
     #[arg(long, value_name = "SOURCE", default_value = "http")]
     collateral: String,
+    /// Chain id of the receipts' EIP-712 domain: the router's settlement
+    /// chain [default: the development chain, 31337].
+    #[arg(long, env = "CLOISTER_CHAIN_ID", value_name = "ID")]
+    chain_id: Option<u64>,
+    /// Settlement contract of the receipts' EIP-712 domain (0x...): the
+    /// router's (`cloister audit chain` names it) [default: the zero address
+    /// of the development domain]. Nodes signing for another are refused.
+    #[arg(long, env = "CLOISTER_SETTLEMENT_CONTRACT", value_name = "ADDRESS")]
+    settlement_contract: Option<cloister_protocol::Address>,
     /// Extra CA certificates (PEM) for the router's TLS.
     #[arg(long, value_name = "FILE")]
     router_ca: Option<PathBuf>,
@@ -169,6 +178,12 @@ async fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     config.verdict_ttl = Duration::from_secs(args.verdict_ttl_secs.max(1));
     config.router_ca = args.router_ca.clone();
     config.collateral = collateral_source(&args.collateral);
+    if let Some(id) = args.chain_id {
+        config.domain.chain_id = id;
+    }
+    if let Some(contract) = args.settlement_contract {
+        config.domain.verifying_contract = contract;
+    }
     let client = Arc::new(Client::new(config)?);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -488,6 +488,20 @@ fn requests_settle_on_chain_and_the_audit_catches_an_altered_receipt() {
         "{out}"
     );
     assert!(out.contains("merkle_root"), "{out}");
+
+    // A dishonest operator rewrites the logged bundle that its Registry
+    // record of the signer names: the record is no longer backed by the log.
+    stack.sql(&format!(
+        "UPDATE attestation_log SET bundle = replace(bundle, '{}', '{}')",
+        stack.provider_address, stack.gov_address
+    ));
+    let audit = stack.audit_chain();
+    let out = text(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("signer_record") && out.contains("not in the router's attestation log"),
+        "{out}"
+    );
 }
 
 #[test]

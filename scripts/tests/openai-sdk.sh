@@ -51,9 +51,12 @@ export CLOISTER_MODEL=SmolLM2-135M-Instruct
 # request's own key (no --api-key): the SDK does not know the difference.
 grep -q '^cloister proxy --router ' "$work/out" || { echo "FAIL: cloister dev prints no proxy line"; exit 1; }
 pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# The receipts' domain as cloister dev printed it (its chain, when it runs one).
+domain_flags=$(grep '^cloister proxy --router ' "$work/out" | grep -o -- '--chain-id [0-9]* --settlement-contract 0x[0-9a-fA-F]*' || true)
+# shellcheck disable=SC2086
 "$bin" proxy --router "http://127.0.0.1:$port" --listen "127.0.0.1:$pport" \
   --policy "$work/data/dev-policy.toml" --payer-key "$work/data/dev-payer-key" \
-  --receipts "$work/receipts.jsonl" >"$work/proxy.out" 2>"$work/proxy.log" &
+  --receipts "$work/receipts.jsonl" $domain_flags >"$work/proxy.out" 2>"$work/proxy.log" &
 proxy_pid=$!
 for _ in $(seq 1 100); do
   grep -q '^export OPENAI_BASE_URL=' "$work/proxy.out" && break

@@ -4,8 +4,10 @@
 //! recorded for), the Merkle root over the receipt digests, the receipt
 //! count, the total, the fee and the per-user debits and per-provider
 //! credits, recomputed from the receipts and compared with what the
-//! Settlement contract holds.
+//! Settlement contract holds. Then each settled signer's Registry record
+//! against the bundle it names ([`super::signer_records`]).
 
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use alloy::primitives::{Address, B256, U256, keccak256};
@@ -56,6 +58,8 @@ struct Tally {
     batches: usize,
     on_chain: usize,
     receipts: usize,
+    /// Signers of the settled receipts seen.
+    signers: BTreeSet<Address>,
 }
 
 pub(crate) async fn run(args: ChainArgs) -> ExitCode {
@@ -81,11 +85,11 @@ pub(crate) async fn run(args: ChainArgs) -> ExitCode {
 }
 
 /// The contracts as the auditor reads them.
-struct Chain {
-    settlement: Settlement::SettlementInstance<DynProvider>,
-    registry: Registry::RegistryInstance<DynProvider>,
-    domain: ReceiptDomain,
-    fee_bps: u16,
+pub(super) struct Chain {
+    pub(super) settlement: Settlement::SettlementInstance<DynProvider>,
+    pub(super) registry: Registry::RegistryInstance<DynProvider>,
+    pub(super) domain: ReceiptDomain,
+    pub(super) fee_bps: u16,
 }
 
 async fn audit(
@@ -131,6 +135,7 @@ async fn audit(
         tally.batches += 1;
         check_batch(&api, &chain, &batch, &mut tally, notes, findings).await?;
     }
+    super::signer_records::check(&api, &chain, &tally.signers, findings).await?;
     if let (Some(id), 0) = (args.batch, tally.batches) {
         bail!("the router has no batch {id}");
     }
@@ -281,8 +286,9 @@ async fn check_batch(
     tally.receipts += receipts.len();
     let mut items = Vec::with_capacity(receipts.len());
     for item in &receipts {
-        if let Some(batch_item) = check_receipt(chain, id, item, findings).await? {
+        if let Some((batch_item, signer)) = check_receipt(chain, id, item, findings).await? {
             items.push(batch_item);
+            tally.signers.insert(signer);
         }
     }
     if u32::try_from(receipts.len()).ok() != Some(onchain.receiptCount) {
@@ -365,7 +371,7 @@ async fn check_receipt(
     batch: u64,
     item: &Value,
     findings: &mut Vec<Finding>,
-) -> Result<Option<BatchItem>> {
+) -> Result<Option<(BatchItem, Address)>> {
     let listed = field(item, "id").as_str().unwrap_or_default().to_owned();
     let differs = |kind: &'static str, detail: String| {
         Finding::new(kind, format!("batch {batch}: {detail}")).receipt(&listed)
@@ -411,10 +417,13 @@ async fn check_receipt(
             ),
         ));
     }
-    Ok(Some(BatchItem {
-        digest,
-        charge: r.charge(),
-        payer: r.payer,
-        provider: at.provider,
-    }))
+    Ok(Some((
+        BatchItem {
+            digest,
+            charge: r.charge(),
+            payer: r.payer,
+            provider: at.provider,
+        },
+        r.node_signer,
+    )))
 }

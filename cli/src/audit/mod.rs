@@ -16,6 +16,7 @@ mod api;
 mod chain;
 mod log;
 mod receipts;
+mod signer_records;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -69,7 +70,11 @@ pub(crate) enum AuditCommand {
     /// receipt digests, the receipt count, total and fee, and the per-user
     /// debits and per-provider credits, recomputed and compared with the
     /// chain. Also: batches the router calls confirmed that the chain lacks,
-    /// and abandoned batches the chain holds.
+    /// and abandoned batches the chain holds. Then, for every signer of a
+    /// settled receipt, the Registry's record against the bundle it names in
+    /// the router's attestation log (GET /v1/attestation/log): accepted,
+    /// attesting that signer, naming the credited provider as its payout
+    /// address, and giving the recorded measurement-set and model digests.
     ///
     /// Trusts the chain (through your RPC) and nothing the router says. What
     /// it cannot see: receipts the router never put in a batch.

@@ -305,21 +305,7 @@ impl Ledger {
 
     /// Digests and receipt JSON of a batch's receipts, by digest.
     pub async fn batch_receipts(&self, id: i64) -> Result<Vec<UnbatchedReceipt>, LedgerError> {
-        let rows = sqlx::query(
-            "SELECT digest, receipt FROM receipts WHERE settled_batch = $1 ORDER BY digest",
-        )
-        .bind(id.to_string())
-        .fetch_all(self.pool())
-        .await
-        .map_err(db("list batch receipts"))?;
-        rows.iter()
-            .map(|row| {
-                Ok(UnbatchedReceipt {
-                    digest: row.try_get("digest").map_err(db("read receipts"))?,
-                    receipt: row.try_get("receipt").map_err(db("read receipts"))?,
-                })
-            })
-            .collect()
+        self.batch_receipt_page(id, "", u32::MAX).await
     }
 
     /// Records the transaction last sent for a batch.
