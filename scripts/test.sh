@@ -56,7 +56,10 @@ scripts/postgres.sh stop "$pg_dir"
 unset CLOISTER_TEST_POSTGRES_URL
 
 step "acceptance: the openai Python SDK and headless Chromium against cloister dev"
-cargo build --locked -p cloister-cli
+# The `cloister` binary the test build above made (same features): `-p
+# cloister-cli` would resolve features for the CLI alone and rebuild most of
+# the dependency graph (about 9 minutes on 2 cores).
+cargo test --workspace --locked --no-run
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 scripts/tests/openai-sdk.sh "$target_dir/debug/cloister"
 

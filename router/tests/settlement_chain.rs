@@ -153,6 +153,19 @@ impl Env {
 
     /// [`Self::store`] with the issue time given (the chain may not answer).
     async fn store_at(&self, keys: &NodeKeys, payer: Address, issued_at: u64) -> B256 {
+        self.store_in(keys, payer, issued_at, &self.domain(), 1)
+            .await
+    }
+
+    /// A receipt signed in `domain`, stored as received at `received_at`.
+    async fn store_in(
+        &self,
+        keys: &NodeKeys,
+        payer: Address,
+        issued_at: u64,
+        domain: &ReceiptDomain,
+        received_at: i64,
+    ) -> B256 {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let receipt = UsageReceipt {
             request_id: B256::repeat_byte(n),
@@ -167,20 +180,24 @@ impl Env {
             response_hash: B256::repeat_byte(0x80 ^ n),
             issued_at,
         };
-        let signed = keys.sign_receipt(receipt, &self.domain()).unwrap();
-        let record = ReceiptRecord::new(&signed, &self.domain(), "node-1", "alice", 1).unwrap();
+        let signed = keys.sign_receipt(receipt, domain).unwrap();
+        let record = ReceiptRecord::new(&signed, domain, "node-1", "alice", received_at).unwrap();
         self.ledger.record_receipt(&record).await.unwrap();
         record.digest
     }
 
     fn settler_on(&self, ledger: Ledger, timeout: Duration) -> Settler {
+        self.settler_with(ledger, timeout, 1000)
+    }
+
+    fn settler_with(&self, ledger: Ledger, timeout: Duration, max_receipts: usize) -> Settler {
         Settler::new(
             ledger,
             connect_with_timeout(self.url(), self.operator.clone(), timeout),
             &self.deployment,
             SettlementSettings {
                 interval: Duration::from_secs(1),
-                max_receipts: 1000,
+                max_receipts,
             },
         )
     }
@@ -282,6 +299,144 @@ async fn receipts_settle_once_and_the_provider_withdraws_exactly_its_credit() {
         total - fee,
         "the provider gets the batch minus the fee"
     );
+}
+
+#[tokio::test]
+async fn receipts_that_cannot_settle_do_not_hold_back_the_others() {
+    let env = Env::new().await;
+    let now = env.now().await;
+    // Ahead of the good receipts, more than a batch holds: an unrecorded
+    // signer's, a payer's without escrow, one signed for another contract,
+    // one the database holds unreadable.
+    let rogue = NodeKeys::generate().unwrap();
+    for _ in 0..2 {
+        env.store_at(&rogue, env.user, now).await;
+        env.store_at(&env.node, Address::repeat_byte(0x99), now)
+            .await;
+    }
+    let elsewhere = ReceiptDomain {
+        chain_id: 1,
+        verifying_contract: Address::repeat_byte(7),
+    };
+    env.store_in(&env.node, env.user, now, &elsewhere, 1).await;
+    let broken = env.store_at(&env.node, env.user, now).await;
+    sqlx::query("UPDATE receipts SET receipt = 'not json' WHERE digest = $1")
+        .bind(format!("{broken:#x}"))
+        .execute(env.ledger.pool())
+        .await
+        .unwrap();
+    let mut good = vec![
+        format!(
+            "{:#x}",
+            env.store_in(&env.node, env.user, now, &env.domain(), 2)
+                .await
+        ),
+        format!(
+            "{:#x}",
+            env.store_in(&env.node, env.user, now, &env.domain(), 2)
+                .await
+        ),
+    ];
+    good.sort();
+
+    let settler = env.settler_with(env.ledger.clone(), Duration::from_secs(30), 2);
+    let report = settler.tick().await.unwrap();
+    assert_eq!(report.written, Some((1, 2)), "{report:?}");
+    assert_eq!(
+        (
+            report.waiting_for_signer,
+            report.waiting_for_escrow,
+            report.unverifiable
+        ),
+        (2, 2, 2),
+        "{report:?}"
+    );
+    let batched: Vec<String> = env
+        .ledger
+        .batch_receipts(1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.digest)
+        .collect();
+    assert_eq!(batched, good);
+    assert_eq!(env.ledger.unbatched_count().await.unwrap(), 6);
+}
+
+#[tokio::test]
+async fn a_batch_lost_in_a_reorganisation_is_sent_again_once() {
+    let env = Env::new().await;
+    for _ in 0..3 {
+        env.store(&env.node, env.user).await;
+    }
+    let snapshot: String = env
+        .gov
+        .raw_request("evm_snapshot".into(), ())
+        .await
+        .unwrap();
+    let settler = env.settler();
+    let report = settler.tick().await.unwrap();
+    assert_eq!(report.confirmed, vec![1], "{report:?}");
+    let total: U256 = env
+        .ledger
+        .batch(1)
+        .await
+        .unwrap()
+        .unwrap()
+        .total
+        .parse()
+        .unwrap();
+
+    // The chain forgets the block that held the batch.
+    let reverted: bool = env
+        .gov
+        .raw_request("evm_revert".into(), (snapshot,))
+        .await
+        .unwrap();
+    assert!(reverted);
+    assert_eq!(env.chain_batch_state(1).await, 0);
+    assert_eq!(env.escrow(env.user).await, U256::from(ESCROW));
+
+    let report = settler.tick().await.unwrap();
+    assert_eq!(report.reopened, vec![1], "{report:?}");
+    let report = settler.tick().await.unwrap();
+    assert_eq!(report.confirmed, vec![1], "{report:?}");
+    assert_eq!(report.written, None, "the same batch, not a new one");
+    assert_eq!(env.chain_batch_state(1).await, 1);
+    assert_eq!(env.escrow(env.user).await, U256::from(ESCROW) - total);
+}
+
+#[tokio::test]
+async fn a_full_batch_of_new_receipts_starts_a_round_before_the_interval() {
+    let env = Env::new().await;
+    let settler = std::sync::Arc::new(Settler::new(
+        env.ledger.clone(),
+        connect_with_timeout(env.url(), env.operator.clone(), Duration::from_secs(30)),
+        &env.deployment,
+        SettlementSettings {
+            interval: Duration::from_secs(3600),
+            max_receipts: 2,
+        },
+    ));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(settler.run(stopped));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    env.store(&env.node, env.user).await;
+    env.store(&env.node, env.user).await;
+    let started = std::time::Instant::now();
+    loop {
+        let state = env.ledger.batch(1).await.unwrap().map(|b| b.state);
+        if state == Some(BatchState::Confirmed) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no round within 20 s of two new receipts (interval one hour)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send(true).unwrap();
+    worker.await.unwrap();
 }
 
 #[tokio::test]

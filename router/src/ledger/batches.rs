@@ -21,6 +21,8 @@ pub struct UnbatchedReceipt {
     pub digest: String,
     /// The `SignedReceipt` JSON.
     pub receipt: String,
+    /// When the router stored it (Unix seconds).
+    pub received_at: i64,
 }
 
 /// Where a batch stands.
@@ -151,15 +153,21 @@ fn row_to_batch(row: &AnyRow) -> Result<BatchRow, LedgerError> {
 }
 
 impl Ledger {
-    /// Up to `limit` receipts in no batch, oldest first (then by digest).
+    /// Up to `limit` receipts in no batch, oldest first (then by digest),
+    /// after the position `after` (`received_at`, digest) of an earlier page.
     pub async fn unbatched_receipts(
         &self,
+        after: Option<(i64, &str)>,
         limit: i64,
     ) -> Result<Vec<UnbatchedReceipt>, LedgerError> {
+        let (at, digest) = after.unwrap_or((i64::MIN, ""));
         let rows = sqlx::query(
-            "SELECT digest, receipt FROM receipts WHERE settled_batch IS NULL \
-             ORDER BY received_at, digest LIMIT $1",
+            "SELECT digest, receipt, received_at FROM receipts WHERE settled_batch IS NULL \
+             AND (received_at > $1 OR (received_at = $1 AND digest > $2)) \
+             ORDER BY received_at, digest LIMIT $3",
         )
+        .bind(at)
+        .bind(digest)
         .bind(limit)
         .fetch_all(self.pool())
         .await
@@ -169,6 +177,7 @@ impl Ledger {
                 Ok(UnbatchedReceipt {
                     digest: row.try_get("digest").map_err(db("read receipts"))?,
                     receipt: row.try_get("receipt").map_err(db("read receipts"))?,
+                    received_at: row.try_get("received_at").map_err(db("read receipts"))?,
                 })
             })
             .collect()
@@ -284,8 +293,8 @@ impl Ledger {
         limit: u32,
     ) -> Result<Vec<UnbatchedReceipt>, LedgerError> {
         let rows = sqlx::query(
-            "SELECT digest, receipt FROM receipts WHERE settled_batch = $1 AND digest > $2 \
-             ORDER BY digest LIMIT $3",
+            "SELECT digest, receipt, received_at FROM receipts WHERE settled_batch = $1 \
+             AND digest > $2 ORDER BY digest LIMIT $3",
         )
         .bind(id.to_string())
         .bind(after)
@@ -298,6 +307,7 @@ impl Ledger {
                 Ok(UnbatchedReceipt {
                     digest: row.try_get("digest").map_err(db("read receipts"))?,
                     receipt: row.try_get("receipt").map_err(db("read receipts"))?,
+                    received_at: row.try_get("received_at").map_err(db("read receipts"))?,
                 })
             })
             .collect()
@@ -331,6 +341,20 @@ impl Ledger {
         .await
         .map(|_| ())
         .map_err(db("confirm batch"))
+    }
+
+    /// Sets a confirmed batch back to written: the chain no longer holds it
+    /// (a reorganisation dropped its transaction), so it is sent again.
+    pub async fn reopen_batch(&self, id: i64) -> Result<(), LedgerError> {
+        sqlx::query(
+            "UPDATE settlement_batches SET state = 'written', confirmed_at = NULL \
+             WHERE id = $1 AND state = 'confirmed'",
+        )
+        .bind(id)
+        .execute(self.pool())
+        .await
+        .map(|_| ())
+        .map_err(db("reopen batch"))
     }
 
     /// Marks a confirmed batch finalized (idempotent).

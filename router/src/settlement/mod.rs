@@ -47,12 +47,17 @@ use crate::ledger::{
 };
 use signers::{KnownSigners, SignerSource};
 
+/// Each signer's provider and registration periods (from, until; 0 open),
+/// read once per round.
+type SignerPeriods = HashMap<Address, (Address, Vec<(u64, u64)>)>;
+
 /// How the worker runs.
 #[derive(Debug, Clone)]
 pub struct SettlementSettings {
     /// Time between ticks.
     pub interval: Duration,
-    /// Most receipts in one batch.
+    /// Most receipts in one batch; this many new receipts start a round
+    /// before the interval is over.
     pub max_receipts: usize,
 }
 
@@ -110,6 +115,9 @@ pub struct TickReport {
     pub unverifiable: usize,
     /// Batches whose credits were released.
     pub finalized: Vec<i64>,
+    /// Confirmed batches the chain no longer holds (reorganisation), set
+    /// back to written to be sent again.
+    pub reopened: Vec<i64>,
     /// Enclave signers recorded in the Registry this round.
     pub signers_recorded: Vec<Address>,
     /// Enclave signers removed from the Registry this round.
@@ -215,10 +223,30 @@ impl Settler {
             self.report_metrics(&outcome).await;
             tokio::select! {
                 _ = shutdown.wait_for(|stop| *stop) => break,
-                () = tokio::time::sleep(self.settings.interval) => {}
+                () = self.until_next_round() => {}
             }
         }
         tracing::info!("settlement worker stopped");
+    }
+
+    /// Waits for the interval, or less when `max_receipts` receipts arrived
+    /// since this call began (checked every second).
+    async fn until_next_round(&self) {
+        let deadline = tokio::time::Instant::now() + self.settings.interval;
+        let max = i64::try_from(self.settings.max_receipts).unwrap_or(i64::MAX);
+        let start = self.ledger.unbatched_count().await.ok();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            tokio::time::sleep(left.min(Duration::from_secs(1))).await;
+            if let (Some(start), Ok(now)) = (start, self.ledger.unbatched_count().await)
+                && now.saturating_sub(start) >= max
+            {
+                return;
+            }
+        }
     }
 
     async fn report_metrics(&self, outcome: &Result<TickReport, SettleError>) {
@@ -234,6 +262,7 @@ impl Settler {
                     ("confirmed", r.confirmed.len()),
                     ("abandoned", r.abandoned.len()),
                     ("finalized", r.finalized.len()),
+                    ("reopened", r.reopened.len()),
                 ],
                 Some(crate::state::now_unix()),
             ),
@@ -298,71 +327,53 @@ impl Settler {
         &self,
         report: &mut TickReport,
     ) -> Result<Option<i64>, SettleError> {
-        let limit = i64::try_from(self.settings.max_receipts).unwrap_or(i64::MAX);
-        let stored = self.ledger.unbatched_receipts(limit).await?;
-        if stored.is_empty() {
-            return Ok(None);
-        }
-        let mut signers: HashMap<Address, (Address, Vec<(u64, u64)>)> = HashMap::new();
-        let mut candidates = Vec::new();
-        for row in &stored {
-            let signed: SignedReceipt = serde_json::from_str(&row.receipt)
-                .map_err(|e| SettleError::Corrupt(format!("receipt {}: {e}", row.digest)))?;
-            let r = &signed.receipt;
-            // A receipt whose signature does not verify in this domain (signed
-            // for another contract, or altered in storage) would let anyone
-            // invalidate the batch: it is never posted.
-            if signed.recover_signer(&self.domain).ok() != Some(r.node_signer) {
-                report.unverifiable += 1;
-                continue;
-            }
-            if let std::collections::hash_map::Entry::Vacant(slot) = signers.entry(r.node_signer) {
-                let record = self
-                    .registry
-                    .signerRecord(r.node_signer)
-                    .call()
-                    .await
-                    .map_err(|e| ChainError::from_contract("Registry.signerRecord", e))?;
-                let periods = record.periods.iter().map(|p| (p.from, p.until)).collect();
-                slot.insert((record.provider, periods));
-            }
-            let Some((provider, periods)) = signers.get(&r.node_signer) else {
-                continue;
-            };
-            let t = r.issued_at;
-            let covered = periods
-                .iter()
-                .any(|(from, until)| t >= *from && (*until == 0 || t < *until));
-            if !covered {
-                report.waiting_for_signer += 1;
-                continue;
-            }
-            candidates.push(BatchItem {
-                digest: r.signing_hash(&self.domain),
-                charge: r.charge(),
-                payer: r.payer,
-                provider: *provider,
-            });
-        }
-        // Each payer's receipts, in order, while its escrow covers them.
+        // Receipts that cannot be settled yet (signer not recorded, payer's
+        // escrow short) or ever (unverifiable) must not starve the others:
+        // page on past them until the batch is full or every unbatched
+        // receipt was seen. Each payer's receipts are taken in order while its
+        // escrow covers them.
+        let max = self.settings.max_receipts;
+        let page = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
+        let mut signers = SignerPeriods::new();
         let mut escrow: BTreeMap<Address, U256> = BTreeMap::new();
         let mut items = Vec::new();
-        for item in candidates {
-            if let std::collections::btree_map::Entry::Vacant(slot) = escrow.entry(item.payer) {
-                let balance = self
-                    .settlement
-                    .escrow(item.payer)
-                    .call()
-                    .await
-                    .map_err(|e| ChainError::from_contract("Settlement.escrow", e))?;
-                slot.insert(balance);
+        let mut cursor: Option<(i64, String)> = None;
+        while items.len() < max {
+            let stored = self
+                .ledger
+                .unbatched_receipts(cursor.as_ref().map(|(t, d)| (*t, d.as_str())), page)
+                .await?;
+            let Some(last) = stored.last() else {
+                break;
+            };
+            cursor = Some((last.received_at, last.digest.clone()));
+            let full_page = i64::try_from(stored.len()).unwrap_or(i64::MAX) == page;
+            for row in &stored {
+                if items.len() >= max {
+                    break;
+                }
+                let Some(item) = self.candidate(row, &mut signers, report).await? else {
+                    continue;
+                };
+                if let std::collections::btree_map::Entry::Vacant(slot) = escrow.entry(item.payer) {
+                    let balance = self
+                        .settlement
+                        .escrow(item.payer)
+                        .call()
+                        .await
+                        .map_err(|e| ChainError::from_contract("Settlement.escrow", e))?;
+                    slot.insert(balance);
+                }
+                let left = escrow.entry(item.payer).or_default();
+                if *left >= item.charge {
+                    *left -= item.charge;
+                    items.push(item);
+                } else {
+                    report.waiting_for_escrow += 1;
+                }
             }
-            let left = escrow.entry(item.payer).or_default();
-            if *left >= item.charge {
-                *left -= item.charge;
-                items.push(item);
-            } else {
-                report.waiting_for_escrow += 1;
+            if !full_page {
+                break;
             }
         }
         if items.is_empty() {
@@ -413,6 +424,57 @@ impl Settler {
                 Ok(None)
             }
         }
+    }
+
+    /// The batch item of a stored receipt, when the chain will take it now:
+    /// its signature verifies in the settlement domain and its signer was
+    /// registered at its `issued_at`. Counts the others in `report`.
+    async fn candidate(
+        &self,
+        row: &crate::ledger::UnbatchedReceipt,
+        signers: &mut SignerPeriods,
+        report: &mut TickReport,
+    ) -> Result<Option<BatchItem>, SettleError> {
+        // A receipt that does not parse, or whose signature does not verify
+        // in this domain (signed for another contract, or altered in
+        // storage), would let anyone invalidate the batch: never posted.
+        let Ok(signed) = serde_json::from_str::<SignedReceipt>(&row.receipt) else {
+            tracing::error!(receipt = %row.digest, "stored receipt does not parse; never settled");
+            report.unverifiable += 1;
+            return Ok(None);
+        };
+        let r = &signed.receipt;
+        if signed.recover_signer(&self.domain).ok() != Some(r.node_signer) {
+            report.unverifiable += 1;
+            return Ok(None);
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = signers.entry(r.node_signer) {
+            let record = self
+                .registry
+                .signerRecord(r.node_signer)
+                .call()
+                .await
+                .map_err(|e| ChainError::from_contract("Registry.signerRecord", e))?;
+            let periods = record.periods.iter().map(|p| (p.from, p.until)).collect();
+            slot.insert((record.provider, periods));
+        }
+        let Some((provider, periods)) = signers.get(&r.node_signer) else {
+            return Ok(None);
+        };
+        let t = r.issued_at;
+        let covered = periods
+            .iter()
+            .any(|(from, until)| t >= *from && (*until == 0 || t < *until));
+        if !covered {
+            report.waiting_for_signer += 1;
+            return Ok(None);
+        }
+        Ok(Some(BatchItem {
+            digest: r.signing_hash(&self.domain),
+            charge: r.charge(),
+            payer: r.payer,
+            provider: *provider,
+        }))
     }
 
     /// Makes the chain hold a written batch: confirms it when the chain
@@ -524,6 +586,17 @@ impl Settler {
                 .await
                 .map_err(|e| ChainError::from_contract("Settlement.batches", e))?;
             match onchain.state {
+                0 => {
+                    // Confirmed once, gone now: a reorganisation dropped it.
+                    // Written again, it is sent again next round (same id).
+                    tracing::warn!(
+                        batch = row.id,
+                        "the chain no longer holds this confirmed batch; sending it again"
+                    );
+                    self.ledger.reopen_batch(row.id).await?;
+                    report.reopened.push(row.id);
+                    continue;
+                }
                 1 if now >= onchain.postedAt.saturating_add(window) => {}
                 1 => continue,
                 2 => {
@@ -574,6 +647,7 @@ fn log_report(report: &TickReport) {
         || !report.confirmed.is_empty()
         || !report.abandoned.is_empty()
         || !report.finalized.is_empty()
+        || !report.reopened.is_empty()
         || report.waiting_for_signer > 0
         || report.waiting_for_escrow > 0
         || report.unverifiable > 0
@@ -586,6 +660,7 @@ fn log_report(report: &TickReport) {
             confirmed = ?report.confirmed,
             abandoned = ?report.abandoned,
             finalized = ?report.finalized,
+            reopened = ?report.reopened,
             waiting_for_signer = report.waiting_for_signer,
             waiting_for_escrow = report.waiting_for_escrow,
             unverifiable = report.unverifiable,
