@@ -126,7 +126,7 @@ start() {
   local options="-c listen_addresses=127.0.0.1 -p $port -k $dir -c max_connections=300"
   options+=" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   as_owner "$BINDIR/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 -o "$options" start \
-    >/dev/null || die "pg_ctl start failed, see $dir/log"
+    >/dev/null || { tail -n 20 "$dir/log" >&2; die "pg_ctl start failed (its log above)"; }
   local i=0
   until "$BINDIR/pg_isready" -q -h 127.0.0.1 -p "$port" 2>/dev/null; do
     i=$((i + 1))
