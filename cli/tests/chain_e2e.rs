@@ -468,6 +468,58 @@ fn requests_settle_on_chain_and_the_audit_catches_an_altered_receipt() {
         text(&audit.stdout)
     );
 
+    // Bad input to the new entry points: typed answers, nothing changed.
+    let missing = stack.get("/v1/audit/batches/999", false);
+    assert_eq!(missing["error"]["code"], "batch_not_found", "{missing}");
+    let bad_after = stack.get("/v1/audit/batches/1?after=nope", false);
+    assert_eq!(bad_after["error"]["param"], "after", "{bad_after}");
+    let unreachable = cloister()
+        .args(["audit", "chain", "--rpc", "http://127.0.0.1:9"])
+        .args(["--router", &stack.router_url])
+        .output()
+        .unwrap();
+    assert_eq!(unreachable.status.code(), Some(2));
+    assert!(
+        text(&unreachable.stderr).contains("127.0.0.1:9"),
+        "{}",
+        text(&unreachable.stderr)
+    );
+    let no_router = cloister()
+        .args(["audit", "chain", "--rpc", &stack.chain.url()])
+        .args(["--router", "ftp://router"])
+        .output()
+        .unwrap();
+    assert_eq!(no_router.status.code(), Some(2));
+    assert!(
+        text(&no_router.stderr).contains("--router"),
+        "{}",
+        text(&no_router.stderr)
+    );
+    let no_batch = cloister()
+        .args(["audit", "chain", "--rpc", &stack.chain.url()])
+        .args(["--router", &stack.router_url, "--batch", "999"])
+        .output()
+        .unwrap();
+    assert_eq!(no_batch.status.code(), Some(2));
+    assert!(
+        text(&no_batch.stderr).contains("no batch 999"),
+        "{}",
+        text(&no_batch.stderr)
+    );
+    let pinned_elsewhere = cloister()
+        .args(["audit", "chain", "--rpc", &stack.chain.url()])
+        .args(["--router", &stack.router_url])
+        .args(["--settlement", "0x00000000000000000000000000000000000000aa"])
+        .output()
+        .unwrap();
+    assert_eq!(pinned_elsewhere.status.code(), Some(1));
+    assert!(text(&pinned_elsewhere.stdout).contains("settlement_contract"));
+    assert_eq!(
+        stack.audit_chain().status.code(),
+        Some(0),
+        "still consistent"
+    );
+
     // A dishonest router inflates one stored receipt's completion tokens.
     let receipt = stack.get("/v1/receipts", true)["data"][0].clone();
     let id = receipt["id"].as_str().unwrap();
