@@ -18,7 +18,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 secs="${1:-180}"
 shift $(( $# > 0 ? 1 : 0 ))
-all=(tdx_quote tdx_collateral tdx_appraise snp_report snp_appraise snp_cert_table gpu_report gpu_appraise simulated bundle_json policy_toml protocol_frames protocol_open protocol_receipt request_filter snp_crl)
+all=(tdx_quote tdx_collateral tdx_appraise snp_report snp_appraise snp_cert_table gpu_report gpu_appraise simulated bundle_json policy_toml protocol_frames protocol_open protocol_receipt request_filter snp_crl measure_firmware)
 targets=("${@:-${all[@]}}")
 export RUSTC_BOOTSTRAP=1
 build_flags=()

@@ -66,6 +66,15 @@ for name in sorted(os.listdir(os.path.join(td, "snp"))):
     open(os.path.join(out, name + ".bin"), "wb").write(table + bytes(24) + blobs)
 PY
 
+# --- firmware for cloister-measure -----------------------------------------------
+# The last 64 KiB of Debian's OVMF.fd (package ovmf) when it is installed: its
+# footer table, SEV metadata and TDVF metadata all lie there; the firmware's
+# own sections start outside it, which the parser must refuse cleanly.
+if [ -f /usr/share/ovmf/OVMF.fd ]; then
+  mkdir -p "$corpus/measure_firmware"
+  tail -c 65536 /usr/share/ovmf/OVMF.fd > "$corpus/measure_firmware/ovmf-tail.bin"
+fi
+
 # --- simulated evidence ------------------------------------------------------
 # There is no simulated test vector: this is `simulated::encode` output for
 # measurement 01*48, report data 02*64 and the P-256 key 42*32 (valid signature).

@@ -13,6 +13,8 @@ case "${1:-}" in
   -h|--help) sed -n '2,9p' "$0"; exec cargo run --quiet --locked -p cloister-cli -- dev --help ;;
 esac
 scripts/setup.sh >&2
-cargo build --locked -p cloister-cli >&2
+# The whole workspace, so features resolve as in the test build
+# (scripts/test.sh then reuses this build instead of redoing most of it).
+cargo build --locked --workspace >&2
 bin="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/cloister"
 exec "$bin" dev "$@"

@@ -17,6 +17,10 @@ step "setup's libclang detection against fake ldconfig listings"
 scripts/tests/libclang-detection.sh
 
 scripts/setup.sh
+# The deploy/ tests' and `cloister measure` cross-checks' tools.
+# shellcheck source=lib/deploy-tools.sh
+source scripts/lib/deploy-tools.sh
+deploy_tools_install
 
 step "contract artifacts are what solc makes of the sources"
 scripts/compile-contracts.sh --check
@@ -62,6 +66,14 @@ step "acceptance: the openai Python SDK and headless Chromium against cloister d
 cargo test --workspace --locked --no-run
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 scripts/tests/openai-sdk.sh "$target_dir/debug/cloister"
+
+step "deploy: unit files, guest firewall, launch scripts, guest scripts, container, Helm chart"
+for t in deploy-units deploy-nftables deploy-launch deploy-guest-scripts; do
+  "scripts/tests/$t.sh"
+done
+for t in deploy-router-unit deploy-container deploy-chart; do
+  "scripts/tests/$t.sh" "$target_dir/debug/cloister"
+done
 
 step "libtdx_attest FFI against a fake library (feature tdx-attest-lib)"
 attestation/collect/tests/tdx-attest-fake/run.sh --locked

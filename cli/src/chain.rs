@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use clap::{Args, Subcommand};
-use cloister_contracts::bindings::Registry;
+use cloister_contracts::bindings::{Registry, TestToken};
 use cloister_contracts::deploy::{DeployConfig, Deployment, deploy, mint_test_tokens};
 use cloister_contracts::revert::send_and_confirm;
 use cloister_contracts::rpc::connect;
@@ -26,7 +26,22 @@ pub(crate) enum ChainCommand {
     /// model digest in the Registry, so that the operator can record signers
     /// of nodes that run them.
     Allow(AllowArgs),
+    /// A provider stakes in the Registry (registering on the first stake,
+    /// adding to it after): approves the Registry for the amount of the
+    /// settlement token, then registers or adds. The key is the provider's:
+    /// the address nodes name with `cloister enclave --payout-address`.
+    #[command(after_help = STAKE_EXAMPLES)]
+    Stake(StakeArgs),
 }
+
+const STAKE_EXAMPLES: &str = "Examples:
+  cloister chain stake --rpc $CLOISTER_RPC_URL --key-file provider.key \\
+      --deployment cloister-chain.json --amount 1000000000000000000000
+
+The amount is in the token's smallest unit and must reach the Registry's
+minimum stake on the first call. Stake is withdrawn through unbonding
+(Registry.startUnbonding, then withdrawStake after the delay), and can be
+slashed by governance until then.";
 
 const DEPLOY_EXAMPLES: &str = "Examples:
   cloister chain deploy --rpc http://127.0.0.1:8545 --key-file gov.key --operator 0x70997970C51812dc3A010C7d01b50e0d17dc79C8
@@ -100,6 +115,18 @@ pub(crate) struct AllowArgs {
     revoke: bool,
 }
 
+#[derive(Debug, Args)]
+pub(crate) struct StakeArgs {
+    #[command(flatten)]
+    key: KeyArgs,
+    /// The deployment file.
+    #[arg(long, default_value = "cloister-chain.json", value_name = "FILE")]
+    deployment: PathBuf,
+    /// Stake to add, in the settlement token's smallest unit.
+    #[arg(long, value_name = "UNITS")]
+    amount: U256,
+}
+
 pub(crate) fn run(command: ChainCommand) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
@@ -109,6 +136,7 @@ pub(crate) fn run(command: ChainCommand) -> ExitCode {
         match command {
             ChainCommand::Deploy(args) => deploy_command(args).await,
             ChainCommand::Allow(args) => allow_command(args).await,
+            ChainCommand::Stake(args) => stake_command(args).await,
         }
     });
     match result {
@@ -203,5 +231,45 @@ async fn allow_command(args: AllowArgs) -> anyhow::Result<()> {
             if allowed { "allowed" } else { "disallowed" }
         );
     }
+    Ok(())
+}
+
+async fn stake_command(args: StakeArgs) -> anyhow::Result<()> {
+    if args.amount.is_zero() {
+        anyhow::bail!("--amount must be more than 0");
+    }
+    let deployment = Deployment::read(&args.deployment)?;
+    let (provider, address) = signer(&args.key)?;
+    let registry = Registry::new(deployment.registry, provider.clone());
+    let before = registry
+        .providers(address)
+        .call()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading the Registry at {}: {e}", deployment.registry))?;
+    // `approve` is the ERC-20 standard call; the test token's binding speaks it.
+    let token = TestToken::new(deployment.token, provider);
+    send_and_confirm(
+        "token.approve",
+        token.approve(deployment.registry, args.amount),
+    )
+    .await?;
+    if before.registered {
+        send_and_confirm("Registry.addStake", registry.addStake(args.amount)).await?;
+    } else {
+        send_and_confirm("Registry.register", registry.register(args.amount)).await?;
+    }
+    let after = registry.providers(address).call().await?;
+    println!("provider    {address}");
+    println!(
+        "stake       {} (was {}{})",
+        after.stake,
+        before.stake,
+        if before.registered {
+            ""
+        } else {
+            ", newly registered"
+        }
+    );
+    println!("unbonding   {}", after.unbonding);
     Ok(())
 }

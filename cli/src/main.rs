@@ -4,20 +4,23 @@
 //! OpenAI endpoint), `keys` / `accounts` (the router's ledger), `dev` (the
 //! whole stack on localhost), `proxy` (end-to-end sealing for any OpenAI
 //! client) and `audit` (the router's attestation history and bills,
-//! re-checked); `measure` joins when it lands.
+//! re-checked), `chain` (the contracts) and `measure` (expected launch
+//! measurements of an image, for auditors).
 
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 mod audit;
 mod chain;
+mod config_reference;
 mod dev;
 mod dev_chain;
 mod enclave;
 mod input;
+mod measure;
 mod proxy;
 mod render;
 mod router;
@@ -91,6 +94,16 @@ enum Command {
     /// refused, and why, or could not be reached).
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// The launch measurements a genuine launch of an image gives (SEV-SNP
+    /// launch digest; TDX MRTD and RTMR2), computed from the firmware, kernel,
+    /// initrd, command line and VM shape, with the policy lines to pin them.
+    #[command(subcommand)]
+    Measure(measure::MeasureCommand),
+    /// Print the configuration reference (every option of router, enclave,
+    /// proxy and dev, with environment variables and defaults) as Markdown:
+    /// docs/configuration.md is its output.
+    #[command(hide = true)]
+    ConfigReference,
 }
 
 const PROXY_EXAMPLES: &str = "Examples:
@@ -137,5 +150,10 @@ fn main() -> ExitCode {
         Command::Proxy(args) => proxy::run(args),
         Command::Audit(command) => audit::run(command),
         Command::Chain(command) => chain::run(command),
+        Command::Measure(command) => measure::run(command),
+        Command::ConfigReference => {
+            print!("{}", config_reference::render(&Cli::command()));
+            ExitCode::SUCCESS
+        }
     }
 }

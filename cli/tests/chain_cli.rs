@@ -124,3 +124,82 @@ fn deploy_refuses_a_bad_key_file_and_an_unreachable_chain() {
     assert!(String::from_utf8_lossy(&run.stderr).contains("RPC failed"));
     assert!(!out.exists(), "nothing written");
 }
+
+fn stake(
+    chain: &TestChain,
+    key: &std::path::Path,
+    deployment: &std::path::Path,
+    amount: &str,
+) -> std::process::Output {
+    cloister()
+        .args(["chain", "stake", "--rpc", &chain.url(), "--key-file"])
+        .arg(key)
+        .arg("--deployment")
+        .arg(deployment)
+        .args(["--amount", amount])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn stake_registers_then_adds_and_refuses_what_the_registry_refuses() {
+    let chain = TestChain::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gov = key_file(dir.path(), &chain, 0);
+    let out = dir.path().join("chain.json");
+    let run = cloister()
+        .args(["chain", "deploy", "--rpc", &chain.url(), "--key-file"])
+        .arg(&gov)
+        .args(["--mint", "5000", "--minimum-stake", "1000", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // Below the minimum on the first stake: the contract's reason, exit 2.
+    let low = stake(&chain, &gov, &out, "500");
+    assert_eq!(low.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&low.stderr).contains("StakeBelowMinimum"),
+        "{}",
+        String::from_utf8_lossy(&low.stderr)
+    );
+
+    let first = stake(&chain, &gov, &out, "1500");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        text.contains("stake       1500 (was 0, newly registered)"),
+        "{text}"
+    );
+
+    let more = stake(&chain, &gov, &out, "700");
+    assert!(
+        more.status.success(),
+        "{}",
+        String::from_utf8_lossy(&more.stderr)
+    );
+    assert!(String::from_utf8_lossy(&more.stdout).contains("stake       2200 (was 1500)"));
+
+    // More than the key holds (5000 minted, 2200 staked): refused, stake unchanged.
+    let broke = stake(&chain, &gov, &out, "4000");
+    assert_eq!(
+        broke.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&broke.stdout)
+    );
+    let zero = stake(&chain, &gov, &out, "0");
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("more than 0"));
+    let again = stake(&chain, &gov, &out, "1");
+    assert!(String::from_utf8_lossy(&again.stdout).contains("stake       2201 (was 2200)"));
+}
