@@ -10,6 +10,14 @@ if [ -n "${CI:-}" ]; then
 fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+# Settings of the stack from the caller's shell (the `export` lines that
+# `cloister dev` prints, say) would change what the commands under test do:
+# every environment variable the configuration reference lists is cleared.
+while read -r var; do
+  unset "$var"
+done < <(grep -oE '^\| `[^`]+` \| `[A-Z][A-Z0-9_]+` \|' docs/configuration.md | grep -oE '`[A-Z][A-Z0-9_]+`' | tr -d '`' | sort -u)
+unset OPENAI_BASE_URL OPENAI_API_KEY CLOISTER_CHAIN_KEY_FILE
+
 step() { printf '\n== %s\n' "$*"; }
 
 # Seconds, before anything long: what setup decides about libclang.
