@@ -169,6 +169,45 @@ impl<'a> Firmware<'a> {
         }
     }
 
+    /// Checks a metadata header (`magic`, total length u32, version u32 = 1,
+    /// section count u32) whose sections are `section_len` bytes each, and
+    /// returns the section count.
+    fn metadata_header(
+        &self,
+        start: usize,
+        what: &'static str,
+        magic: &[u8; 4],
+        section_len: usize,
+    ) -> Result<usize, MeasureError> {
+        let b = self.bytes;
+        if take::<4>(b, start, what)? != *magic {
+            let magic = String::from_utf8_lossy(magic);
+            return Err(bad(what, start, format!("it does not start with {magic}")));
+        }
+        let version = le_u32(b, start + 8, what)?;
+        if version != 1 {
+            return Err(bad(
+                what,
+                start,
+                format!("version {version}, only 1 is known"),
+            ));
+        }
+        let count = le_u32(b, start + 12, what)? as usize;
+        let length = le_u32(b, start + 4, what)? as usize;
+        if Some(length)
+            != count
+                .checked_mul(section_len)
+                .and_then(|n| n.checked_add(16))
+        {
+            return Err(bad(
+                what,
+                start,
+                format!("length {length} does not fit {count} sections"),
+            ));
+        }
+        Ok(count)
+    }
+
     /// SEV-SNP: the sections of the `ASEV` metadata, in order.
     pub fn sev_sections(&self) -> Result<Vec<SevSection>, MeasureError> {
         const WHAT: &str = "SEV metadata (ASEV)";
@@ -178,26 +217,7 @@ impl<'a> Firmware<'a> {
             "this firmware was not built for SEV-SNP guests",
         )?;
         let b = self.bytes;
-        if take::<4>(b, start, WHAT)? != *b"ASEV" {
-            return Err(bad(WHAT, start, "it does not start with ASEV".into()));
-        }
-        let version = le_u32(b, start + 8, WHAT)?;
-        if version != 1 {
-            return Err(bad(
-                WHAT,
-                start,
-                format!("version {version}, only 1 is known"),
-            ));
-        }
-        let count = le_u32(b, start + 12, WHAT)? as usize;
-        let size = le_u32(b, start + 4, WHAT)? as usize;
-        if size != 16 + 12 * count {
-            return Err(bad(
-                WHAT,
-                start,
-                format!("size {size} does not fit {count} sections"),
-            ));
-        }
+        let count = self.metadata_header(start, WHAT, b"ASEV", 12)?;
         (0..count)
             .map(|i| {
                 let at = start + 16 + 12 * i;
@@ -224,26 +244,7 @@ impl<'a> Firmware<'a> {
             "this firmware was not built for TDX guests (a TDVF image or OVMF with TDX support)",
         )?;
         let b = self.bytes;
-        if take::<4>(b, start, WHAT)? != *b"TDVF" {
-            return Err(bad(WHAT, start, "it does not start with TDVF".into()));
-        }
-        let version = le_u32(b, start + 8, WHAT)?;
-        if version != 1 {
-            return Err(bad(
-                WHAT,
-                start,
-                format!("version {version}, only 1 is known"),
-            ));
-        }
-        let count = le_u32(b, start + 12, WHAT)? as usize;
-        let length = le_u32(b, start + 4, WHAT)? as usize;
-        if length != 16 + 32 * count {
-            return Err(bad(
-                WHAT,
-                start,
-                format!("length {length} does not fit {count} sections"),
-            ));
-        }
+        let count = self.metadata_header(start, WHAT, b"TDVF", 32)?;
         (0..count)
             .map(|i| {
                 let at = start + 16 + 32 * i;
